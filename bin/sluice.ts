@@ -1,0 +1,29 @@
+// `npm start`: the long-lived server (`--repl` opens the REPL on top of it).
+import { loadConfig } from "../lib/config";
+import { ConfigError } from "../lib/errors";
+import { startSluice } from "../runtime";
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const sluice = await startSluice(config);
+  const mode = config.transporter ? `distributed over ${config.transporter.join(",")}` : "embedded";
+  console.log(`Sluice ${mode}; node ${config.nodeId} runs ${config.roles.join(", ")}`);
+  if (sluice.apiUrl) console.log(`API and dashboard: ${sluice.apiUrl.replace("127.0.0.1", "localhost")}/`);
+  if (sluice.metricsUrl) console.log(`Prometheus metrics: ${sluice.metricsUrl}`);
+  const shutdown = () =>
+    void sluice.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error("Shutdown failed", err);
+        process.exit(1);
+      },
+    );
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+  if (process.argv.includes("--repl")) await sluice.broker.repl();
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof ConfigError ? `Configuration error: ${err.message}` : err);
+  process.exit(1);
+});

@@ -1,0 +1,136 @@
+import pg from "pg";
+import { Sequelize } from "sequelize";
+
+// int8 (bigint ids, count(*)) arrives as a string by default. Every such value here is far below
+// 2^53, so numbers are both safe and what the API promises.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+/** `sluice:<services>:<nodeID>`, so an operator can tell from pg_stat_activity who holds what. */
+export function applicationName(services: string, nodeId: string): string {
+  // Postgres truncates application_name at 63 bytes; keep the node id, which is what tells nodes apart.
+  return `sluice:${services}:${nodeId}`.slice(0, 63);
+}
+
+export function openSequelize(url: string, appName: string, poolMax: number): Sequelize {
+  return new Sequelize(url, {
+    dialect: "postgres",
+    logging: false,
+    dialectOptions: { application_name: appName },
+    // Idle connections are closed so a quiet node gives its share back.
+    pool: { max: poolMax, min: 0, idle: 10_000, acquire: 30_000, evict: 1_000 },
+  });
+}
+
+interface ConnectionManager {
+  getConnection(options?: object): Promise<object>;
+  releaseConnection(connection: object): void;
+  destroyConnection(connection: object): Promise<void>;
+}
+
+/**
+ * Puts the per-node bulkhead in front of every database operation. Every query and every
+ * transaction of this Sequelize instance (moleculer-db's included) checks a connection out of
+ * the pool; the check-out waits for a permit, and the permit returns with the connection. So
+ * nothing reaches Postgres around the throttle, and a transaction holds one permit throughout.
+ */
+export function gateConnections(db: Sequelize, gate: { acquire(): Promise<() => void> }): void {
+  const cm = db.connectionManager as unknown as ConnectionManager;
+  const permits = new WeakMap<object, () => void>();
+  const get = cm.getConnection.bind(cm);
+  const release = cm.releaseConnection.bind(cm);
+  const destroy = cm.destroyConnection.bind(cm);
+  const giveBack = (connection: object) => {
+    permits.get(connection)?.();
+    permits.delete(connection);
+  };
+  cm.getConnection = async (options) => {
+    const permit = await gate.acquire();
+    try {
+      const connection = await get(options);
+      permits.set(connection, permit);
+      return connection;
+    } catch (err) {
+      permit();
+      throw err;
+    }
+  };
+  cm.releaseConnection = (connection) => {
+    try {
+      release(connection);
+    } finally {
+      giveBack(connection);
+    }
+  };
+  cm.destroyConnection = async (connection) => {
+    try {
+      await destroy(connection);
+    } finally {
+      giveBack(connection);
+    }
+  };
+}
+
+interface PoolInternals {
+  size: number;
+  _factory: { max: number };
+  _availableObjects: { resource: object }[];
+  destroy(resource: object): Promise<void>;
+}
+
+// After a connection closes, its slot is handed on only after this long, so that the server has
+// removed the old backend before another node opens a new one (pg_stat_activity never shows both).
+export const SLOT_HANDOVER_DELAY_MS = 50;
+
+/**
+ * Ties every pooled connection to a cluster-wide slot: a slot is taken before the connection
+ * opens and given back after it has closed. `resize` sets the pool's size (this node's share of
+ * the budget) and closes idle connections above it at once; busy ones close when released.
+ */
+export function budgetConnections(db: Sequelize, gate: { setLimit(n: number): void }, hold: () => Promise<() => void>): { resize(max: number): void } {
+  const cm = db.connectionManager as unknown as ConnectionManager & {
+    pool: PoolInternals;
+    _connect(config: object): Promise<object>;
+    _disconnect(connection: object): Promise<void>;
+  };
+  const slots = new WeakMap<object, () => void>();
+  const connect = cm._connect.bind(cm);
+  const disconnect = cm._disconnect.bind(cm);
+  cm._connect = async (config) => {
+    const release = await hold();
+    try {
+      const connection = await connect(config);
+      slots.set(connection, release);
+      return connection;
+    } catch (err) {
+      release();
+      throw err;
+    }
+  };
+  cm._disconnect = async (connection) => {
+    try {
+      await disconnect(connection);
+    } finally {
+      const release = slots.get(connection);
+      slots.delete(connection);
+      if (release) setTimeout(release, SLOT_HANDOVER_DELAY_MS);
+    }
+  };
+  const trim = () => {
+    const pool = cm.pool;
+    while (pool.size > pool._factory.max && pool._availableObjects.length > 0) {
+      void pool.destroy(pool._availableObjects[0]!.resource).catch(() => {});
+    }
+  };
+  const release = cm.releaseConnection.bind(cm);
+  cm.releaseConnection = (connection) => {
+    release(connection);
+    trim();
+  };
+  return {
+    resize(max: number) {
+      cm.pool._factory.max = max;
+      gate.setLimit(max);
+      trim();
+    },
+  };
+}

@@ -1,0 +1,100 @@
+// The one error hierarchy. Moleculer's error classes carry code/type/data and a retryable
+// flag; moleculer-web turns `code` into the HTTP status, so every error thrown from an action
+// is one of these and the gateway needs no per-route mapping. This is the only file under lib/
+// that imports moleculer, and it only takes the error classes (no broker, no server).
+import { Errors } from "moleculer";
+
+export interface FieldDetails {
+  field?: string;
+  [key: string]: unknown;
+}
+
+/** 422: a parameter is wrong; `field` names it. */
+export class ValidationError extends Errors.MoleculerClientError {
+  constructor(field: string, message: string, details: Record<string, unknown> = {}) {
+    super(message, 422, "VALIDATION_ERROR", { field, ...details });
+    this.name = "ValidationError";
+  }
+}
+
+/** 422: a crawl target that resolves to a private, loopback or link-local address (SSRF guard). */
+export class TargetNotAllowedError extends Errors.MoleculerClientError {
+  constructor(host: string, address: string) {
+    super(
+      `Host "${host}" resolves to ${address}, a private/loopback/link-local address. ` +
+        `Add it to CRAWL_ALLOW_HOSTS to crawl it.`,
+      422,
+      "TARGET_NOT_ALLOWED",
+      { field: "url", host, address },
+    );
+    this.name = "TargetNotAllowedError";
+  }
+}
+
+export class NotFoundError extends Errors.MoleculerClientError {
+  constructor(entity: string, id: unknown) {
+    super(`${entity} ${String(id)} not found`, 404, "NOT_FOUND", { entity, id });
+    this.name = "NotFoundError";
+  }
+}
+
+export class ConflictError extends Errors.MoleculerClientError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, 409, "CONFLICT", details);
+    this.name = "ConflictError";
+  }
+}
+
+/** Transient: the database (or another dependency) is unreachable or refused the work for now. */
+export class UnavailableError extends Errors.MoleculerRetryableError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, 503, "UNAVAILABLE", details);
+    this.name = "UnavailableError";
+  }
+}
+
+/**
+ * 503 for work that was refused and must not be retried by the broker's retry policy: the
+ * action that throws it is not idempotent (a retry would create a second job).
+ */
+export class NotQueuedError extends Errors.MoleculerServerError {
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message, 503, "NOT_QUEUED", details);
+    this.name = "NotQueuedError";
+    // MoleculerServerError is retryable by default.
+    this.retryable = false;
+  }
+}
+
+/**
+ * 429: a bulkhead's queue is full. Retryable, with the seconds to wait in `retryAfterSeconds`
+ * (the gateway sends it as Retry-After).
+ */
+export class QueueFullError extends Errors.MoleculerRetryableError {
+  constructor(resource: string, retryAfterSeconds: number) {
+    super(`Too much work queued for "${resource}"; retry in ${retryAfterSeconds} s`, 429, "QUEUE_FULL", { resource, retryAfterSeconds });
+    this.name = "QueueFullError";
+  }
+}
+
+/** Boot-time configuration error: names the variable. Not an HTTP error; the process exits. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** A running job was told to stop (or its claim was taken over): its transaction rolls back. */
+export class JobStoppedError extends Error {
+  constructor(
+    readonly jobId: number,
+    readonly reason: "stopped" | "claim lost" | "handed back",
+  ) {
+    super(`job ${jobId}: ${reason}`);
+    this.name = "JobStoppedError";
+  }
+}

@@ -1,0 +1,16 @@
+// Channel, event and metric names in one place.
+export const CHANNEL_PAGES = "sluice.pages";
+export const EVENT_CRAWL_CREATED = "crawls.created";
+export const EVENT_CRAWL_FINISHED = "crawls.finished";
+
+export const METRIC_PAGES_FETCHED = "sluice.pages.fetched";
+export const METRIC_PAGES_STORED = "sluice.pages.stored";
+export const METRIC_PAGES_FAILED = "sluice.pages.failed";
+export const METRIC_PAGES_SKIPPED = "sluice.pages.skipped";
+export const CHANNEL_JOBS = "sluice.jobs";
+/** Every job status change (and running progress), with the job's view as payload. */
+export const EVENT_JOBS_UPDATED = "jobs.updated";
+/** One id of an id-task, due now: { taskId, externalId }. */
+export const CHANNEL_IDS = "sluice.ids";
+/** A quarter of the hour has ended: what the scheduler dispatched in it. */
+export const EVENT_QUARTER = "idTasks.quarter";

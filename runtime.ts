@@ -1,0 +1,222 @@
+// Boots one Sluice process: the database (embedded PGlite unless DATABASE_URL is set), the
+// migrations, one shared connection pool, and a broker running the services of the roles in
+// SERVICES. Each service is a factory that receives the process's config and pool.
+import path from "node:path";
+import { ServiceBroker, type ServiceSchema } from "moleculer";
+import type { Sequelize } from "sequelize";
+import type { Config, Role } from "./lib/config";
+import { shareOf } from "./lib/budget";
+import { applicationName, budgetConnections, gateConnections, openSequelize, SLOT_HANDOVER_DELAY_MS } from "./lib/db";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./lib/embedded-pg";
+import { migrate } from "./lib/migrate";
+import { Semaphore } from "./lib/semaphore";
+import { brokerOptions, nodesRunning } from "./moleculer.config";
+import apiService from "./services/api.service";
+import crawlsService from "./services/crawls.service";
+import crawlerService from "./services/crawler.service";
+import ingestorService from "./services/ingestor.service";
+import pagesService from "./services/pages.service";
+import throttleService from "./services/throttle.service";
+import jobsService from "./services/jobs.service";
+import jobControlService from "./services/job-control.service";
+import jobRunnerService from "./services/job-runner.service";
+import insertsService from "./services/inserts.service";
+import rowsService from "./services/rows.service";
+import idTasksService from "./services/id-tasks.service";
+import usersService from "./services/users.service";
+import schedulerService from "./services/scheduler.service";
+import type { JobRow, JobView } from "./models/jobs";
+import { LimiterHub } from "./mixins/throttle.mixin";
+
+export interface Runtime {
+  config: Config;
+  db: Sequelize;
+  /** The per-node bulkhead every database operation passes through. */
+  dbGate: Semaphore;
+  /** Cluster-wide limiters (Bottleneck, on Redis when REDIS_URL is set). */
+  limits: LimiterHub;
+  /** Resizes this node's pool to its share of DB_BUDGET for the current membership. */
+  rebalance(): void;
+  /** Jobs running on this node at once: each holds a connection for its whole transaction. */
+  jobSlots: Semaphore;
+  /** The jobs running on this node, so that a stop request can abort one. */
+  activeJobs: Map<number, ActiveJob>;
+}
+
+export interface ActiveJob {
+  /** "stopped": a stop request (the job ends cancelled); "handed back": this node is stopping (the job goes back to pending). */
+  abort(reason?: "stopped" | "handed back"): void;
+  /** The job as its runner sees it now: reads of a job running here need no database. */
+  view(): JobView | null;
+  /** Settles once the job has ended (after its rollback, when aborted). */
+  finished: Promise<JobRow | null>;
+}
+
+/** The cluster-wide limiter whose slots are Postgres connections. */
+export const DB_CONNECTIONS_RESOURCE = "db:connections";
+/** The cluster-wide limiter of database operations (only with DB_RATE). */
+export const DB_RESOURCE = "db";
+// How long boot waits for Redis before running on the local fallback share.
+const REDIS_BOOT_WAIT_MS = 5_000;
+
+/** What moleculer-web reads from ctx.meta to shape a response. */
+export interface HttpMeta {
+  $statusCode?: number;
+  $responseHeaders?: Record<string, string>;
+}
+
+type ServiceFactory = (rt: Runtime) => ServiceSchema<any, any>;
+
+// The api role also serves crawl and page records, so reads and crawl requests work while no
+// worker runs (a crawl then stays "pending" until a crawler joins).
+const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
+  api: [apiService, crawlsService, pagesService, jobsService, insertsService, rowsService, idTasksService, usersService, jobControlService, throttleService],
+  crawler: [crawlerService, throttleService],
+  ingestor: [ingestorService, jobRunnerService, jobControlService, throttleService],
+  scheduler: [schedulerService, throttleService],
+};
+
+export interface Sluice {
+  broker: ServiceBroker;
+  config: Config;
+  db: Sequelize;
+  dbGate: Semaphore;
+  limits: LimiterHub;
+  /** The API's base URL when this process runs the api role. */
+  apiUrl: string | null;
+  metricsUrl: string | null;
+  stop(): Promise<void>;
+}
+
+export async function startSluice(config: Config): Promise<Sluice> {
+  let embedded: EmbeddedPostgres | null = null;
+  let databaseUrl = config.databaseUrl;
+  // PGlite is one Postgres session behind a socket server that interleaves its clients'
+  // protocol messages one by one: two clients mid extended-query (Parse/Bind/Execute/Sync)
+  // corrupt each other's exchange and one of them waits forever. So embedded mode keeps a
+  // single pooled connection; PGlite runs one query at a time anyway.
+  const poolMax = databaseUrl ? config.db.nodeConcurrency : 1;
+  if (!databaseUrl) {
+    // The pool's connection, plus the migration client (which is done before the pool opens).
+    embedded = await startEmbeddedPostgres(path.join(config.dataDir, "pglite"), 2);
+    databaseUrl = embedded.url;
+  }
+  const appName = applicationName(config.roles.join("+"), config.nodeId);
+  const db = openSequelize(databaseUrl, appName, poolMax);
+  // As many permits as pooled connections: waiting happens in the bulkhead's bounded queue,
+  // never in the pool's (which times out after 30 s).
+  const dbGate = new Semaphore("db", poolMax, config.db.queueMax);
+  // Resources outlive the services that use them and close once, after the broker stops, on
+  // every path that stops it (including the REPL's quit, which calls broker.stop() directly).
+  let closing: Promise<void> | null = null;
+  const closeResources = () =>
+    (closing ??= (async () => {
+      // The pool first: each open connection holds a limiter slot, and the limiters stop only
+      // once their slots are released.
+      await db.close().catch(() => {});
+      await embedded?.stop();
+      await limits.stop().catch(() => {});
+    })());
+  const options = brokerOptions(config);
+  // A stopping node hands its running jobs back (they roll back at their next batch and go to
+  // another node) instead of holding the stop until they finish; the stop goes on once they have.
+  const handBackJobs = {
+    name: "HandBackJobs",
+    stopping: async () => {
+      await Promise.all(
+        [...activeJobs.values()].map((job) => {
+          job.abort("handed back");
+          return job.finished;
+        }),
+      );
+    },
+  };
+  const broker = new ServiceBroker({ ...options, middlewares: [...(options.middlewares ?? []), handBackJobs], stopped: () => closeResources() });
+  // How many nodes share a resource's limits (for the local fallback share): the crawlers share
+  // the per-host limits; every node shares the database's.
+  const nodesSharing = (resource: string) => {
+    const service = resource.startsWith("fetch:") ? "crawler" : "throttle";
+    return nodesRunning(broker, service).length || 1;
+  };
+  const limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing, broker.getLogger("throttle"));
+  // With DB_RATE, each operation also takes a slot of the cluster-wide `db` limiter, whose rate
+  // spaces operations across the cluster (one slot per operation: a batch is one operation).
+  const dbRate = config.db.rate;
+  gateConnections(db, {
+    acquire: async () => {
+      const permit = await dbGate.acquire();
+      if (!dbRate) return permit;
+      try {
+        const slot = await limits.hold(DB_RESOURCE, { maxConcurrent: config.db.budget, rate: dbRate });
+        return () => {
+          slot();
+          permit();
+        };
+      } catch (err) {
+        permit();
+        throw err;
+      }
+    },
+  });
+  // On a real server, every connection holds one of DB_BUDGET cluster-wide slots, and the pool
+  // is sized to this node's share of the budget (recomputed as nodes join and leave).
+  const pool = config.databaseUrl
+    ? budgetConnections(db, dbGate, () => limits.hold(DB_CONNECTIONS_RESOURCE, { maxConcurrent: config.db.budget, rate: null }))
+    : null;
+  // One connection stays free of job transactions (for heartbeats, progress and reads), where
+  // there are two or more.
+  const jobSlotsFor = (poolSize: number) => Math.max(1, Math.min(config.jobs.concurrency, poolSize - 1));
+  const jobSlots = new Semaphore("jobs", jobSlotsFor(poolMax), Number.MAX_SAFE_INTEGER);
+  const activeJobs = new Map<number, ActiveJob>();
+  const rebalance = () => {
+    if (!pool) return;
+    const nodes = nodesRunning(broker, "throttle");
+    // At least one: with more nodes than DB_BUDGET, the cluster-wide slots make the extra nodes wait.
+    const size = Math.max(1, Math.min(config.db.nodeConcurrency, shareOf(config.db.budget, nodes, broker.nodeID)));
+    pool.resize(size);
+    jobSlots.setLimit(jobSlotsFor(size));
+  };
+  const stop = async () => {
+    await broker.stop();
+    await closeResources();
+  };
+  try {
+    if (pool) {
+      // The migration's own connection counts against the budget too.
+      await Promise.race([limits.ready(), new Promise((r) => setTimeout(r, REDIS_BOOT_WAIT_MS))]);
+      const release = await limits.hold(DB_CONNECTIONS_RESOURCE, { maxConcurrent: config.db.budget, rate: null });
+      try {
+        await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));
+      } finally {
+        setTimeout(release, SLOT_HANDOVER_DELAY_MS);
+      }
+    } else {
+      await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));
+    }
+    const created = new Set<ServiceFactory>();
+    for (const role of config.roles) {
+      for (const factory of ROLE_SERVICES[role]) {
+        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs }));
+        created.add(factory);
+      }
+    }
+    await broker.start();
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
+  // Both servers may sit on ephemeral ports (PORT=0, METRICS_PORT=0): report the real ones.
+  type Listening = { server?: { address(): { port: number } | null } } | null | undefined;
+  const apiPort = (broker.getLocalService("api") as unknown as Listening)?.server?.address()?.port;
+  const metricsPort = (broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]?.server?.address()?.port;
+  return {
+    broker,
+    config,
+    db,
+    dbGate,
+    limits,
+    apiUrl: apiPort ? `http://127.0.0.1:${apiPort}` : null,
+    metricsUrl: metricsPort ? `http://127.0.0.1:${metricsPort}/metrics` : null,
+    stop,
+  };
+}

@@ -1,0 +1,118 @@
+// Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { ConflictError, NotFoundError, ValidationError } from "../lib/errors";
+import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/names";
+import { presentJob } from "../models/jobs";
+import { intIdParam, pageOf, paginationParams } from "../lib/params";
+import { assertPublicTarget } from "../lib/ssrf";
+import { normalizeUrl } from "../lib/url";
+import { announceCrawlJobs, cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
+import type { HttpMeta, Runtime } from "../runtime";
+
+export const DEFAULT_MAX_PAGES = 1000;
+export const MAX_MAX_PAGES = 100_000;
+export const DEFAULT_MAX_DEPTH = 10;
+export const MAX_MAX_DEPTH = 100;
+
+export interface CreateCrawlParams {
+  url: string;
+  maxPages?: number;
+  maxDepth?: number;
+}
+
+export interface CrawlView {
+  id: number;
+  /** The crawl's record in the jobs service (kind "crawl"). */
+  jobId: number | null;
+  url: string;
+  status: CrawlStatus;
+  maxPages: number;
+  maxDepth: number;
+  pages: { discovered: number; fetched: number; stored: number; failed: number; skipped: number };
+  error: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+/** The API's view of a crawl. When it has succeeded, discovered = stored + failed + skipped and fetched = stored. */
+function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
+  return {
+    id: crawl.id,
+    jobId: crawl.job_id,
+    url: crawl.url,
+    status: crawl.status,
+    maxPages: crawl.max_pages,
+    maxDepth: crawl.max_depth,
+    // fetched: HTML pages fetched, whether still awaiting the ingestor or stored.
+    pages: { discovered: c.discovered, fetched: c.fetched + c.stored, stored: c.stored, failed: c.failed, skipped: c.skipped },
+    error: crawl.error,
+    createdAt: crawl.created_at,
+    startedAt: crawl.started_at,
+    finishedAt: crawl.finished_at,
+  };
+}
+
+export default function crawlsService({ db, config }: Runtime): ServiceSchema<ServiceSettingSchema> {
+  const view = async (crawl: CrawlRow) => present(crawl, (await crawlCounts(db, [crawl.id])).get(crawl.id)!);
+
+  return {
+    name: "crawls",
+
+    actions: {
+      create: {
+        // Not idempotent: a retry would start a second crawl.
+        retryPolicy: { enabled: false },
+        params: {
+          url: { type: "string", min: 1, max: 2048 },
+          maxPages: { type: "number", integer: true, min: 1, max: MAX_MAX_PAGES, optional: true },
+          maxDepth: { type: "number", integer: true, min: 0, max: MAX_MAX_DEPTH, optional: true },
+        },
+        async handler(ctx: Context<CreateCrawlParams, HttpMeta>) {
+          const url = normalizeUrl(ctx.params.url);
+          if (url === null) throw new ValidationError("url", `"${ctx.params.url}" is not an http:// or https:// URL`);
+          await assertPublicTarget(url, config.crawl.allowHosts);
+          const { crawl, job } = await createCrawl(db, url, ctx.params.maxPages ?? DEFAULT_MAX_PAGES, ctx.params.maxDepth ?? DEFAULT_MAX_DEPTH);
+          ctx.meta.$statusCode = 202;
+          ctx.meta.$responseHeaders = { Location: `/api/crawls/${crawl.id}` };
+          void ctx.broadcast(EVENT_CRAWL_CREATED, { id: crawl.id });
+          void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+          return { id: crawl.id, status: crawl.status };
+        },
+      },
+
+      get: {
+        params: { id: intIdParam },
+        async handler(ctx: Context<{ id: number }>) {
+          const crawl = await getCrawl(db, ctx.params.id);
+          if (!crawl) throw new NotFoundError("crawl", ctx.params.id);
+          return view(crawl);
+        },
+      },
+
+      list: {
+        params: { ...paginationParams, status: { type: "enum", values: [...CRAWL_STATUSES], optional: true } },
+        async handler(ctx: Context<{ limit?: number; offset?: number; status?: CrawlStatus }>) {
+          const { limit, offset } = pageOf(ctx.params);
+          const { rows, total } = await listCrawls(db, limit, offset, ctx.params.status);
+          const counts = await crawlCounts(db, rows.map((c) => c.id));
+          return { items: rows.map((c) => present(c, counts.get(c.id)!)), total, limit, offset };
+        },
+      },
+
+      cancel: {
+        params: { id: intIdParam },
+        async handler(ctx: Context<{ id: number }>) {
+          const cancelled = await cancelCrawl(db, ctx.params.id);
+          if (cancelled) {
+            void announceCrawlJobs(db, this.broker, [cancelled.id]).catch(() => {});
+            return view(cancelled);
+          }
+          const crawl = await getCrawl(db, ctx.params.id);
+          if (!crawl) throw new NotFoundError("crawl", ctx.params.id);
+          throw new ConflictError(`crawl ${crawl.id} is already ${crawl.status}`, { id: crawl.id, status: crawl.status });
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,129 @@
+// The result backend: every long operation is a job row. Reads, stop, and the reaper that
+// sends a job whose node died back to pending (or to failed, when its attempts are spent).
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { ConflictError, NotFoundError } from "../lib/errors";
+import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/names";
+import { intIdParam, pageOf, paginationParams } from "../lib/params";
+import { staleAfterMs } from "../models/insert-job";
+import { withCrawlProgress } from "../models/crawls";
+import { cancelJob, FINISHED_JOB_STATUSES, getJob, JOB_KINDS, JOB_STATUSES, listJobs, pendingJobIds, presentJob, reapJobs, touchStalePending, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
+import { nodesRunning, sendDurable } from "../moleculer.config";
+import type { Runtime } from "../runtime";
+
+interface JobsMethods {
+  reap(): Promise<void>;
+}
+interface JobsVars {
+  reaper: NodeJS.Timeout | null;
+  reaping: boolean;
+}
+
+export default function jobsService({ db, config, activeJobs }: Runtime): ServiceSchema<ServiceSettingSchema, JobsMethods, JobsVars> {
+  const staleMs = staleAfterMs(config.jobs);
+  // A pending job untouched this long is sent again (its message may be gone).
+  const resendAfterMs = Math.max(60_000, 10 * config.jobs.heartbeatMs);
+  return {
+    name: "jobs",
+
+    actions: {
+      get: {
+        params: { id: intIdParam },
+        async handler(ctx: Context<{ id: number }>) {
+          // A job running in this process is read from its runner: embedded PGlite is one
+          // session, which the job's transaction holds until it ends.
+          const live = activeJobs.get(ctx.params.id)?.view();
+          if (live) return live;
+          const job = await getJob(db, ctx.params.id);
+          if (!job) throw new NotFoundError("job", ctx.params.id);
+          return (await withCrawlProgress(db, [presentJob(job)]))[0];
+        },
+      },
+
+      list: {
+        params: {
+          ...paginationParams,
+          status: { type: "enum", values: [...JOB_STATUSES], optional: true },
+          kind: { type: "enum", values: [...JOB_KINDS], optional: true },
+        },
+        async handler(ctx: Context<{ limit?: number; offset?: number; status?: JobStatus; kind?: JobKind }>) {
+          const { limit, offset } = pageOf(ctx.params);
+          const { rows, total } = await listJobs(db, { ...ctx.params, limit, offset });
+          return { items: await withCrawlProgress(db, rows.map(presentJob)), total, limit, offset };
+        },
+      },
+
+      /**
+       * A pending job never starts. A running one is aborted on whichever node runs it, and the
+       * answer comes after its transaction has rolled back.
+       */
+      stop: {
+        retryPolicy: { enabled: false },
+        params: { id: intIdParam },
+        async handler(ctx: Context<{ id: number }>) {
+          const aborted = await Promise.all(
+            nodesRunning(this.broker, "jobControl").map((nodeID) => ctx.call<JobRow | null, { id: number }>("jobControl.abort", { id: ctx.params.id }, { nodeID }).catch(() => null)),
+          );
+          // The runner's commit is guarded by status 'running': once this is written it cannot commit.
+          // A runner that aborted has announced the cancellation itself.
+          const byRunner = aborted.find((j) => j?.status === "cancelled");
+          if (byRunner) return presentJob(byRunner);
+          const cancelled = await cancelJob(db, ctx.params.id);
+          if (cancelled) {
+            void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(cancelled));
+            return presentJob(cancelled);
+          }
+          const job = await getJob(db, ctx.params.id);
+          if (!job) throw new NotFoundError("job", ctx.params.id);
+          if (job.kind === "crawl" && !FINISHED_JOB_STATUSES.includes(job.status)) {
+            await ctx.call("crawls.cancel", { id: Number(job.params.crawlId) });
+            return (await withCrawlProgress(db, [presentJob((await getJob(db, job.id))!)]))[0];
+          }
+          throw new ConflictError(`job ${job.id} has already ${job.status === "cancelled" ? "been cancelled" : job.status}`, { id: job.id, status: job.status });
+        },
+      },
+    },
+
+    methods: {
+      /**
+       * Jobs whose runner is gone go back to the queue: no heartbeat, and their node has left the
+       * cluster or says it does not run them. Pending jobs left untouched for long are sent again.
+       */
+      async reap() {
+        if (this.reaping) return;
+        this.reaping = true;
+        try {
+          const stillRunning = async (nodeId: string, id: number) => {
+            if (!this.broker.registry.nodes.get(nodeId)?.available) return false;
+            // An unreachable node counts as running it: its heartbeat is the judge once it has left.
+            return this.broker.call<boolean, { id: number }>("jobControl.running", { id }, { nodeID: nodeId, timeout: 2_000, retries: 0 }).catch(() => true);
+          };
+          for (const job of await reapJobs(db, staleMs, config.jobs.maxAttempts, stillRunning)) {
+            this.logger.warn(`Job ${job.id}: ${job.error}`);
+            void this.broker.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+            if (job.status === "pending") await sendDurable(this.broker, CHANNEL_JOBS, { id: job.id }).catch(() => {});
+          }
+          for (const id of await touchStalePending(db, resendAfterMs)) await sendDurable(this.broker, CHANNEL_JOBS, { id }).catch(() => {});
+        } finally {
+          this.reaping = false;
+        }
+      },
+    },
+
+    started() {
+      // Embedded mode's queue lives in memory: whatever was pending when the process stopped is
+      // queued again. In the background: a busy database must not fail the boot (and if this
+      // fails, the reaper sends pending jobs again once they have waited a while).
+      if (!config.transporter) {
+        void (async () => {
+          for (const id of await pendingJobIds(db, "insert")) await sendDurable(this.broker, CHANNEL_JOBS, { id });
+        })().catch((err: unknown) => this.logger.warn("Re-queueing pending jobs failed", err));
+      }
+      this.reaper = setInterval(() => void this.reap().catch((err: unknown) => this.logger.warn("Job reaper failed", err)), config.jobs.heartbeatMs);
+      this.reaper.unref();
+    },
+
+    stopped() {
+      if (this.reaper) clearInterval(this.reaper);
+    },
+  };
+}

@@ -1,0 +1,88 @@
+// Per-host politeness is cluster-wide: three crawler processes together stay within
+// CRAWL_HOST_CONCURRENCY and CRAWL_HOST_RATE, measured where it matters, at the site.
+import { MAX_MAX_DEPTH } from "../../services/crawls.service";
+import IORedis from "ioredis";
+import { serveGeneratedSite } from "../../fixtures/site-server";
+import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
+import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
+
+const REDIS_URL = process.env.REDIS_URL;
+const CONCURRENCY = 4;
+const RATE_PER_S = 20;
+
+describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per-host limits", () => {
+  let site: Awaited<ReturnType<typeof serveGeneratedSite>>;
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  const nodes: NodeProcess[] = [];
+  const namespace = uniqueNamespace();
+  let api = "";
+
+  beforeAll(async () => {
+    // 150 ms a page: at 20/s about 3 requests are in flight, so the cap of 4 is tested by bursts.
+    site = await serveGeneratedSite({ pages: 240, delayMs: 150 });
+    db = await createTestDatabase();
+    const port = await freePort();
+    api = `http://127.0.0.1:${port}`;
+    const common = {
+      TRANSPORTER: NATS_URL!,
+      DATABASE_URL: db.url,
+      REDIS_URL: REDIS_URL!,
+      NAMESPACE: namespace,
+      CRAWL_ALLOW_HOSTS: "127.0.0.1",
+      CRAWL_HOST_CONCURRENCY: String(CONCURRENCY),
+      CRAWL_HOST_RATE: `${RATE_PER_S}/s`,
+    };
+    nodes.push(startNode(`${namespace}-api`, { ...common, SERVICES: "api,ingestor", PORT: String(port) }));
+    for (const i of [1, 2, 3]) nodes.push(startNode(`${namespace}-crawler${i}`, { ...common, SERVICES: "crawler" }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await db?.drop();
+    await site?.close();
+    await deleteStreams(NATS_URL!, namespace).catch(() => {});
+    const redis = new IORedis(REDIS_URL!);
+    const keys = await redis.keys(`b_sluice:${namespace}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  }, 60_000);
+
+  it("holds peak in-flight ≤ 4 and ≤ 21 starts in any second, at ≥ 85% of 20/s", async () => {
+    // All three crawlers must have joined before the crawl starts, or one could do it all alone.
+    await waitFor(async () => {
+      const t = await http(api, "GET", "/api/throttle");
+      return t.status === 200 && t.body.nodes.length === 4 ? true : undefined;
+    }, 60_000, "four nodes to report their limits");
+    const created = await http(api, "POST", "/api/crawls", { url: site.entryUrl, maxDepth: MAX_MAX_DEPTH });
+    expect(created.status).toBe(202);
+    const crawl = await waitFor(async () => {
+      const { body } = await http(api, "GET", `/api/crawls/${created.body.id}`);
+      return body.status === "running" || body.status === "pending" ? undefined : body;
+    }, 120_000, "the crawl to finish");
+    expect(crawl.status).toBe("succeeded");
+    expect(crawl.pages.stored).toBe(site.expectedPages);
+
+    const starts = site.requests.map((r) => r.start).sort((a, b) => a - b);
+    expect(site.inFlightPeak).toBeLessThanOrEqual(CONCURRENCY);
+    let maxInWindow = 0;
+    for (let i = 0, j = 0; i < starts.length; i++) {
+      while (starts[i]! - starts[j]! >= 1000) j++;
+      maxInWindow = Math.max(maxInWindow, i - j + 1);
+    }
+    expect(maxInWindow).toBeLessThanOrEqual(RATE_PER_S + 1);
+    const meanRate = (starts.length - 1) / ((starts.at(-1)! - starts[0]!) / 1000);
+    expect(meanRate).toBeGreaterThanOrEqual(0.85 * RATE_PER_S);
+
+    // Every crawler took part: the limits were shared, not held by one node.
+    const { body: throttle } = await http(api, "GET", "/api/throttle");
+    const fetchers = (throttle.nodes as { nodeId: string; limiters: { resource: string; done: number; clustered: boolean }[] }[])
+      .map((n) => n.limiters.find((l) => l.resource.startsWith("fetch:")))
+      .filter((l) => l !== undefined);
+    expect(fetchers.length).toBe(3);
+    for (const l of fetchers) {
+      expect(l.clustered).toBe(true);
+      expect(l.done).toBeGreaterThan(0);
+    }
+    console.log(`per-host limits: ${starts.length} requests, peak in flight ${site.inFlightPeak}, max ${maxInWindow} starts in 1 s, mean ${meanRate.toFixed(2)}/s`);
+  }, 180_000);
+});

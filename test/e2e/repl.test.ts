@@ -1,0 +1,60 @@
+// `npm start -- --repl`: the REPL's crawl command starts a crawl and prints progress until done.
+import { SAMPLE_SITE_EXPECTED, serveSampleSite, type SiteServer } from "../../fixtures/site-server";
+import { tempDir, waitFor } from "../support/env";
+import { startNode, type NodeProcess } from "../support/processes";
+
+describe("REPL", () => {
+  let site: SiteServer;
+  let node: NodeProcess;
+
+  beforeAll(async () => {
+    site = await serveSampleSite();
+    node = startNode("repl-test", { DATA_DIR: tempDir(), PORT: "0", CRAWL_ALLOW_HOSTS: "127.0.0.1" }, ["--repl"]);
+  });
+  afterAll(async () => {
+    await node?.stop();
+    await site?.close();
+  });
+
+  it("crawl <url> --max-pages N prints progress until the crawl finishes", async () => {
+    await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
+    node.child.stdin!.write(`crawl ${site.url}/\n`);
+    const e = SAMPLE_SITE_EXPECTED;
+    const final = `crawl 1 succeeded: discovered ${e.discovered}, fetched ${e.stored}, stored ${e.stored}, failed ${e.failed}, skipped ${e.skipped}`;
+    await waitFor(() => (node.output().includes(final) ? true : undefined), 60_000, `"${final}" in ${node.output()}`);
+    expect(node.output()).toMatch(/crawl 1 (pending|running): discovered/);
+
+    node.child.stdin!.write(`crawl ${site.url}/ --max-pages 5\n`);
+    await waitFor(() => (/crawl 2 succeeded: discovered 5,/.test(node.output()) ? true : undefined), 60_000, "the capped crawl");
+
+    node.child.stdin!.write("throttle\n");
+    await waitFor(() => (/fetch:127\.0\.0\.1:\d+.*in-memory/.test(node.output()) && /'db'.*node bulkhead/.test(node.output()) ? true : undefined), 10_000, "the throttle table");
+    node.child.stdin!.write(`throttle set fetch:${new URL(site.url).host} maxConcurrent 2\n`);
+    await waitFor(() => (/changed: .*maxConcurrent: 2/s.test(node.output()) ? true : undefined), 10_000, "the change");
+
+    node.child.stdin!.write(`crawl ftp://example.org/\n`);
+    await waitFor(() => (/crawl failed: .*not an http/.test(node.output()) ? true : undefined), 10_000, "a clear error");
+  });
+
+  it("insert <n>, jobs, job <id>, stop <id>, schedule and slots", async () => {
+    await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
+    node.child.stdin!.write("insert 30000\n");
+    await waitFor(() => (/job (\d+) insert succeeded: 30000\/30000 \(100%\)/.test(node.output()) ? true : undefined), 60_000, "the insert job to finish");
+    const id = Number(/job (\d+) insert succeeded: 30000/.exec(node.output())![1]);
+    node.child.stdin!.write(`job ${id}\n`);
+    node.child.stdin!.write("jobs --status succeeded\n");
+    // The two crawls above are jobs too (kind crawl).
+    await waitFor(() => (/3 of 3/.test(node.output()) && /'insert'\s*│\s*'succeeded'/.test(node.output()) ? true : undefined), 10_000, "the jobs table");
+    node.child.stdin!.write(`stop ${id}\n`);
+    await waitFor(() => (new RegExp(`stop: job ${id} has already succeeded`).test(node.output()) ? true : undefined), 10_000, "the 409 as a clear message");
+    node.child.stdin!.write("schedule 5 6 --range 1001-1004 --rpm 2\n");
+    await waitFor(() => (/id-task (\d+): 6 ids over 3 minutes, at most 2 a minute/.test(node.output()) ? true : undefined), 10_000, "the plan");
+    const task = Number(/id-task (\d+): 6 ids/.exec(node.output())![1]);
+    node.child.stdin!.write(`slots ${task}\n`);
+    await waitFor(() => (/│\s*1004\s*│/.test(node.output()) ? true : undefined), 10_000, "the slots table");
+    node.child.stdin!.write("schedule --range 9-1\n");
+    await waitFor(() => (/schedule failed: --range must look like/.test(node.output()) ? true : undefined), 10_000, "a clear error");
+    node.child.stdin!.write("insert 0\n");
+    await waitFor(() => (/insert failed: .*'rows' field must be greater than or equal to 1/.test(node.output()) ? true : undefined), 10_000, "a clear error");
+  });
+});

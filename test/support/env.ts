@@ -1,0 +1,90 @@
+// Test environments. Embedded tests need nothing. Suites that need real servers read
+// DATABASE_URL / REDIS_URL / NATS_URL; without them they are skipped locally, but with
+// REQUIRE_SERVICES=1 (CI) a missing or unreachable server fails the suite instead.
+import { createScratchDatabase, type ScratchDatabase } from "../../fixtures/scratch-db";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { loadConfig, type Config } from "../../lib/config";
+import { startSluice, type Sluice } from "../../runtime";
+
+export const REQUIRE_SERVICES = process.env.REQUIRE_SERVICES === "1";
+export const DATABASE_URL = process.env.DATABASE_URL;
+export const NATS_URL = process.env.NATS_URL;
+
+/** describe() for suites that need the named servers: skipped locally when unset, a failure in CI. */
+export function describeWithServers(names: ("DATABASE_URL" | "NATS_URL" | "REDIS_URL")[], title: string, fn: () => void): void {
+  const missing = names.filter((n) => !process.env[n]);
+  if (missing.length === 0) return describe(title, fn);
+  if (REQUIRE_SERVICES) {
+    return describe(title, () => {
+      it(`needs ${missing.join(", ")}`, () => {
+        throw new Error(`REQUIRE_SERVICES=1 but ${missing.join(", ")} is not set`);
+      });
+    });
+  }
+  return describe.skip(`${title} (needs ${missing.join(", ")})`, fn);
+}
+
+export function tempDir(prefix = "sluice-test-"): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A config as a test wants it: ephemeral ports, quiet logs, loopback crawling allowed. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "warn",
+    CRAWL_ALLOW_HOSTS: "127.0.0.1,localhost",
+    DATA_DIR: env.DATABASE_URL ? "" : tempDir(),
+    ...env,
+  });
+}
+
+export async function startEmbedded(env: Record<string, string> = {}): Promise<Sluice> {
+  return startSluice(testConfig(env));
+}
+
+/** A fresh database on the real server, dropped by the returned function. */
+export async function createTestDatabase(): Promise<ScratchDatabase> {
+  if (!DATABASE_URL) throw new Error("DATABASE_URL is not set");
+  return createScratchDatabase(DATABASE_URL, "sluice_test");
+}
+
+/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, what = "condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+export async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] = "application/json";
+  }
+  const res = await fetch(base + path, init);
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  return { status: res.status, headers: res.headers, body: parsed };
+}

@@ -1,0 +1,37 @@
+import { Batcher } from "../../lib/batcher";
+
+describe("Batcher", () => {
+  it("flushes full batches at once and the rest after maxWaitMs", async () => {
+    const batches: number[][] = [];
+    const b = new Batcher<number>({ maxSize: 3, maxWaitMs: 20, flush: async (items) => void batches.push(items) });
+    const done = Promise.all([1, 2, 3, 4, 5].map((n) => b.add(n)));
+    await done;
+    expect(batches).toEqual([[1, 2, 3], [4, 5]]);
+  });
+
+  it("settles add() only after its batch is flushed, and rejects every item of a failed batch", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new Batcher<number>({ maxSize: 2, maxWaitMs: 1000, flush: () => gate });
+    let settled = false;
+    const p = b.add(1).then(() => (settled = true));
+    void b.add(2);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    release();
+    await p;
+    expect(settled).toBe(true);
+
+    const failing = new Batcher<number>({ maxSize: 2, maxWaitMs: 5, flush: async () => Promise.reject(new Error("db down")) });
+    await expect(Promise.all([failing.add(1), failing.add(2)])).rejects.toThrow("db down");
+    await expect(failing.add(3)).rejects.toThrow("db down");
+  });
+
+  it("keeps batches bounded under a burst", async () => {
+    const sizes: number[] = [];
+    const b = new Batcher<number>({ maxSize: 100, maxWaitMs: 5, flush: async (items) => void sizes.push(items.length) });
+    await Promise.all(Array.from({ length: 1050 }, (_, i) => b.add(i)));
+    expect(sizes.reduce((a, n) => a + n, 0)).toBe(1050);
+    expect(Math.max(...sizes)).toBe(100);
+  });
+});

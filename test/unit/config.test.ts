@@ -1,0 +1,87 @@
+import { loadConfig, DEFAULT_PORT, DEFAULT_CRAWL_HOST_CONCURRENCY } from "../../lib/config";
+import { ConfigError } from "../../lib/errors";
+
+describe("loadConfig", () => {
+  it("defaults to the embedded mode with every service", () => {
+    const c = loadConfig({});
+    expect(c.transporter).toBeNull();
+    expect(c.databaseUrl).toBeNull();
+    expect(c.redisUrl).toBeNull();
+    expect(c.roles).toEqual(["api", "crawler", "ingestor", "scheduler"]);
+    expect(c.port).toBe(DEFAULT_PORT);
+    expect(c.metricsPort).toBe(3030);
+    expect(c.apiToken).toBeNull();
+    expect(c.crawl.hostConcurrency).toBe(DEFAULT_CRAWL_HOST_CONCURRENCY);
+    expect(c.crawl.hostRate).toBeNull();
+    expect(c.crawl.allowHosts).toEqual([]);
+    expect(c.nodeId).toMatch(/-\d+$/);
+  });
+
+  it("reads the distributed settings", () => {
+    const c = loadConfig({
+      TRANSPORTER: "nats://a:4222,nats://b:4222",
+      DATABASE_URL: "postgres://u@db:5432/x",
+      REDIS_URL: "redis://r:6379",
+      SERVICES: "crawler, ingestor",
+      NODE_ID: "n1",
+      CRAWL_ALLOW_HOSTS: "127.0.0.1, Intranet.Local",
+      CRAWL_HOST_RATE: "20/s",
+      LOG_LEVEL: "debug",
+    });
+    expect(c.transporter).toEqual(["nats://a:4222", "nats://b:4222"]);
+    expect(c.roles).toEqual(["crawler", "ingestor"]);
+    expect(c.nodeId).toBe("n1");
+    expect(c.crawl.allowHosts).toEqual(["127.0.0.1", "intranet.local"]);
+    expect(c.crawl.hostRate).toEqual({ count: 20, perMs: 1000 });
+    expect(c.logLevel).toBe("debug");
+  });
+
+  it.each([
+    ["TRANSPORTER", "redis://x:6379"],
+    ["DATABASE_URL", "mysql://x/y"],
+    ["DATABASE_URL", "not a url"],
+    ["REDIS_URL", "http://x"],
+    ["SERVICES", "api,scheduler-typo"],
+    ["PORT", "70000"],
+    ["PORT", "abc"],
+    ["METRICS_PORT", "-1"],
+    ["LOG_LEVEL", "loud"],
+    ["CRAWL_HOST_RATE", "fast"],
+    ["CRAWL_HOST_CONCURRENCY", "0"],
+    ["CRAWL_MAX_BYTES", "10000000"],
+    ["API_TOKEN", "short"],
+    ["NAMESPACE", "has.dot"],
+  ])("%s=%s fails at boot naming the variable", (name, value) => {
+    let err: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe(name);
+    expect((err as Error).message).toContain(name);
+  });
+
+  it("treats empty values as unset", () => {
+    expect(loadConfig({ DATABASE_URL: "", PORT: " " }).databaseUrl).toBeNull();
+  });
+});
+
+describe("loadConfig: the scheduler's settings", () => {
+  it("reads the minute, the upstream and its rate", () => {
+    const c = loadConfig({ SCHEDULER_MINUTE_MS: "200", UPSTREAM_URL: "http://127.0.0.1:9/users/{id}", UPSTREAM_RATE: "5/s" });
+    expect(c.scheduler).toMatchObject({ minuteMs: 200, upstreamUrl: "http://127.0.0.1:9/users/{id}", upstreamRate: { count: 5, perMs: 1000 } });
+    expect(loadConfig({ UPSTREAM_RATE: "auto" }).scheduler.upstreamRate).toBe("auto");
+    expect(loadConfig({}).scheduler).toMatchObject({ minuteMs: 60_000, upstreamUrl: null, upstreamRate: null });
+  });
+
+  it.each([
+    ["UPSTREAM_URL", "http://host/users/"],
+    ["UPSTREAM_URL", "ftp://host/{id}"],
+    ["UPSTREAM_RATE", "fast"],
+    ["SCHEDULER_MINUTE_MS", "10"],
+  ])("names %s when it is bad (%s)", (variable, value) => {
+    expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}:`));
+  });
+});
