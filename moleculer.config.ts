@@ -4,6 +4,7 @@ import type { BrokerOptions, ServiceBroker } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { Config } from "./lib/config";
 import { MemoryChannelAdapter } from "./transport/memory-channel-adapter";
+import { NatsChannelAdapter } from "./transport/nats-channel-adapter";
 import { replCommands } from "./repl/commands";
 
 // A page message that failed this many deliveries is logged and dropped; the crawl frontier's
@@ -48,21 +49,18 @@ export async function sendDurable(broker: ServiceBroker, channel: string, payloa
 
 export function brokerOptions(config: Config): BrokerOptions {
   const channelAdapter = config.transporter
-    ? {
-        type: "NATS",
-        options: {
-          nats: {
-            url: config.transporter.join(","),
-            // Work-queue retention: a message is deleted once acknowledged, so the stream holds
-            // only work not yet done instead of every page ever crawled.
-            streamConfig: { retention: "workqueue" },
-            // deliver_policy "all": a consumer created after pages were published still gets them
-            // (the adapter's default, "new", would skip them; work-queue streams require "all").
-            consumerOptions: { config: { ack_wait: CHANNEL_ACK_WAIT_MS * 1_000_000, deliver_policy: "all" } },
-          },
-          maxRetries: CHANNEL_MAX_RETRIES,
+    ? new NatsChannelAdapter({
+        nats: {
+          url: config.transporter.join(","),
+          // Work-queue retention: a message is deleted once acknowledged, so the stream holds
+          // only work not yet done instead of every page ever crawled.
+          streamConfig: { retention: "workqueue" },
+          // deliver_policy "all": a consumer created after pages were published still gets them
+          // (the adapter's default, "new", would skip them; work-queue streams require "all").
+          consumerOptions: { config: { ack_wait: CHANNEL_ACK_WAIT_MS * 1_000_000, deliver_policy: "all" } },
         },
-      }
+        maxRetries: CHANNEL_MAX_RETRIES,
+      })
     : new MemoryChannelAdapter({ maxRetries: CHANNEL_MAX_RETRIES });
 
   return {
