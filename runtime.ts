@@ -25,6 +25,7 @@ import rowsService from "./services/rows.service";
 import idTasksService from "./services/id-tasks.service";
 import usersService from "./services/users.service";
 import schedulerService from "./services/scheduler.service";
+import backlogService from "./services/backlog.service";
 import type { JobRow, JobView } from "./models/jobs";
 import { LimiterHub } from "./mixins/throttle.mixin";
 
@@ -70,7 +71,7 @@ type ServiceFactory = (rt: Runtime) => ServiceSchema<any, any>;
 // The api role also serves crawl and page records, so reads and crawl requests work while no
 // worker runs (a crawl then stays "pending" until a crawler joins).
 const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
-  api: [apiService, crawlsService, pagesService, jobsService, insertsService, rowsService, idTasksService, usersService, jobControlService, throttleService],
+  api: [apiService, crawlsService, pagesService, jobsService, insertsService, rowsService, idTasksService, usersService, jobControlService, throttleService, backlogService],
   crawler: [crawlerService, throttleService],
   ingestor: [ingestorService, jobRunnerService, jobControlService, throttleService],
   scheduler: [schedulerService, throttleService],
@@ -183,7 +184,10 @@ export async function startSluice(config: Config): Promise<Sluice> {
   try {
     if (pool) {
       // The migration's own connection counts against the budget too.
-      await Promise.race([limits.ready(), new Promise((r) => setTimeout(r, REDIS_BOOT_WAIT_MS))]);
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([limits.ready(), new Promise((r) => (waited = setTimeout(r, REDIS_BOOT_WAIT_MS)))]);
+      // Left running, the timer would hold a process that stops quickly open for 5 s.
+      clearTimeout(waited);
       const release = await limits.hold(DB_CONNECTIONS_RESOURCE, { maxConcurrent: config.db.budget, rate: null });
       try {
         await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));

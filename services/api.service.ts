@@ -110,6 +110,7 @@ export default function apiService({ db, config }: Runtime): ServiceSchema<Recor
             "DELETE rows": "rows.clear",
             ...USER_ALIASES,
             "GET throttle": "throttle.cluster",
+            "GET backlog": "backlog.get",
             "PATCH throttle": "throttle.set",
             "GET health": "api.health",
             "GET ready": "api.ready",
