@@ -35,3 +35,15 @@ export function formatRate(r: Rate): string {
 export function minIntervalMs(r: Rate): number {
   return r.perMs / r.count;
 }
+
+// A known limit must hold where it is counted: at the site, the upstream or the database, not
+// where calls leave. Starts spaced exactly at the rate let timer and event-loop jitter put one
+// start too many into a window there (20/s gave 21 in a second), so they are spaced 10% wider.
+export const RATE_SPACING_MARGIN = 1.1;
+
+/** The spacing between starts that keeps `r` at the far end; `exact` for a rate being probed. */
+export function startSpacingMs(r: Rate, exact = false): number {
+  // Rounded to a microsecond: 200 * 1.1 is 220.00000000000003 in floating point, which a
+  // caller's Math.ceil would turn into 221.
+  return Math.round(minIntervalMs(r) * (exact ? 1 : RATE_SPACING_MARGIN) * 1000) / 1000;
+}

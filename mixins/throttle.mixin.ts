@@ -12,16 +12,20 @@ import Bottleneck from "bottleneck";
 import IORedis from "ioredis";
 import type { ServiceSchema } from "moleculer";
 import type { Semaphore } from "../lib/semaphore";
-import { minIntervalMs, type Rate } from "../lib/rate";
+import { startSpacingMs, type Rate } from "../lib/rate";
 
 export interface LimitSpec {
   maxConcurrent: number | null;
   rate: Rate | null;
+  /** Space starts exactly at the rate, without the safety margin: for an adaptive rate, which is a probe pushed until the upstream throttles. */
+  exact?: boolean;
 }
 
 export interface LimiterStats {
   resource: string;
   maxConcurrent: number | null;
+  /** The configured rate; starts are spaced `minTimeMs` apart to hold it (see RATE_SPACING_MARGIN). */
+  rate: Rate | null;
   minTimeMs: number;
   clustered: boolean;
   fallback: boolean;
@@ -41,7 +45,7 @@ const STUCK_RETRY_MS = 60_000;
 
 const bottleneckOptions = (spec: LimitSpec, share = 1): Bottleneck.ConstructorOptions => ({
   maxConcurrent: spec.maxConcurrent === null ? null : Math.max(1, Math.floor(spec.maxConcurrent / share)),
-  minTime: spec.rate ? Math.ceil(minIntervalMs(spec.rate) * share) : 0,
+  minTime: spec.rate ? Math.ceil(startSpacingMs(spec.rate, spec.exact) * share) : 0,
 });
 
 /**
@@ -164,6 +168,7 @@ class ResourceLimiter {
     return {
       resource: this.resource,
       maxConcurrent: opts.maxConcurrent ?? null,
+      rate: this.spec.rate,
       minTimeMs: opts.minTime ?? 0,
       clustered: this.clustered !== null,
       fallback: this.hub.connection !== null && this.clustered === null,

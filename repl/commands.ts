@@ -3,6 +3,7 @@ import type { ServiceBroker } from "moleculer";
 import type { CrawlView } from "../services/crawls.service";
 import type { NodeThrottle } from "../services/throttle.service";
 import type { JobView } from "../models/jobs";
+import { formatRate } from "../lib/rate";
 
 export const REPL_POLL_INTERVAL_MS = 500;
 
@@ -91,7 +92,7 @@ export function throttleRows(nodes: NodeThrottle[]): Record<string, string | num
     rows.push({ node: n.nodeId, resource: "db", limit: d.limit, rate: "-", running: d.running, queued: d.queued, peak: d.peakRunning, rejected: d.rejected, mode: "node bulkhead" });
     for (const l of n.limiters) {
       const mode = !l.clustered && !l.fallback ? "in-memory" : l.fallback ? "FALLBACK (local share)" : "cluster (Redis)";
-      const rate = l.minTimeMs ? `${(1000 / l.minTimeMs).toFixed(1)}/s` : "-";
+      const rate = l.rate ? formatRate(l.rate) : "-";
       rows.push({ node: n.nodeId, resource: l.resource, limit: l.maxConcurrent ?? "-", rate, running: l.running, queued: l.queued, peak: l.peakRunning, rejected: 0, mode });
     }
   }

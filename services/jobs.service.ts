@@ -16,6 +16,8 @@ interface JobsMethods {
 interface JobsVars {
   reaper: NodeJS.Timeout | null;
   reaping: boolean;
+  /** The reap under way, which stopping waits for: the pool closes after the services stop. */
+  reapRun: Promise<void> | null;
 }
 
 export default function jobsService({ db, config, activeJobs }: Runtime): ServiceSchema<ServiceSettingSchema, JobsMethods, JobsVars> {
@@ -118,12 +120,15 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           for (const id of await pendingJobIds(db, "insert")) await sendDurable(this.broker, CHANNEL_JOBS, { id });
         })().catch((err: unknown) => this.logger.warn("Re-queueing pending jobs failed", err));
       }
-      this.reaper = setInterval(() => void this.reap().catch((err: unknown) => this.logger.warn("Job reaper failed", err)), config.jobs.heartbeatMs);
+      this.reaper = setInterval(() => {
+        if (!this.reaping) this.reapRun = this.reap().catch((err: unknown) => this.logger.warn("Job reaper failed", err));
+      }, config.jobs.heartbeatMs);
       this.reaper.unref();
     },
 
-    stopped() {
+    async stopped() {
       if (this.reaper) clearInterval(this.reaper);
+      await this.reapRun;
     },
   };
 }

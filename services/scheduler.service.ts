@@ -28,10 +28,6 @@ const ORPHAN_AFTER_MS = 30_000;
 const ADAPTIVE_BOUNDS = { minRate: 0.5, maxRate: 10_000 };
 const ADAPTIVE_START_RATE = 1;
 const ADAPTIVE_WRITE_CHANGE = 0.05;
-// A known limit is held where it counts, at the upstream: calls start spaced 10% wider than the
-// rate, so that the jitter between a call's start and its arrival cannot put one call too many
-// into a window there.
-const KNOWN_RATE_MARGIN = 0.9;
 
 /** A call held back by the upstream's Retry-After: to be made after `waitMs`. */
 interface Deferred {
@@ -148,13 +144,12 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         const call = () => fetchProfile(url, s.upstreamTimeoutMs);
         if (s.upstreamRate === null) return call();
         if (s.upstreamRate !== "auto") {
-          const rate = { count: s.upstreamRate.count * KNOWN_RATE_MARGIN, perMs: s.upstreamRate.perMs };
-          return this.limiterFor(resource, { maxConcurrent: null, rate }).schedule(call);
+          return this.limiterFor(resource, { maxConcurrent: null, rate: s.upstreamRate }).schedule(call);
         }
         // Calls already waiting in the limiter when a Retry-After came are held back too: sent
         // into a window the upstream has closed, each would only collect another 429.
         const store = adaptiveStore();
-        const outcome = await this.limiterFor(resource, { maxConcurrent: null, rate: { count: appliedRate, perMs: 1000 } }).schedule(async () => {
+        const outcome = await this.limiterFor(resource, { maxConcurrent: null, rate: { count: appliedRate, perMs: 1000 }, exact: true }).schedule(async () => {
           const pause = store.current().pausedUntil - Date.now();
           return pause > 0 ? ({ kind: "deferred", waitMs: pause } as const) : call();
         });
@@ -164,7 +159,7 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         // The limiter's rate lives in Redis too: a change written here holds for every node.
         if (Math.abs(state.rate - appliedRate) / appliedRate >= ADAPTIVE_WRITE_CHANGE) {
           appliedRate = state.rate;
-          await rt.limits.update(resource, { rate: { count: appliedRate, perMs: 1000 } }).catch(() => {});
+          await rt.limits.update(resource, { rate: { count: appliedRate, perMs: 1000 }, exact: true }).catch(() => {});
         }
         return outcome;
       },

@@ -2,7 +2,7 @@
 // from all nodes. The same figures go to Prometheus as gauges.
 import type { Context, ServiceSchema } from "moleculer";
 import { ValidationError } from "../lib/errors";
-import { parseRate, type Rate } from "../lib/rate";
+import { formatRate, parseRate, type Rate } from "../lib/rate";
 import type { LimiterStats } from "../mixins/throttle.mixin";
 import type { SemaphoreStats } from "../lib/semaphore";
 import { nodesRunning } from "../moleculer.config";
@@ -110,7 +110,7 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
           // The bulkheads are per node: the cluster's figure is their sum.
           add({ resource: "db (bulkheads)", limit: n.db.limit, rate: null, running: n.db.running, queued: n.db.queued, rejected: n.db.rejected, fallback: false }, true);
           for (const l of n.limiters) {
-            const rate = l.minTimeMs ? `${Number((1000 / l.minTimeMs).toFixed(2))}/s` : null;
+            const rate = l.rate ? formatRate(l.rate) : null;
             add({ resource: l.resource, limit: l.maxConcurrent, rate, running: l.running, queued: l.queued, rejected: 0, fallback: l.fallback }, false);
           }
         }

@@ -18,8 +18,9 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
   let api = "";
 
   beforeAll(async () => {
-    // 150 ms a page: at 20/s about 3 requests are in flight, so the cap of 4 is tested by bursts.
-    site = await serveGeneratedSite({ pages: 240, delayMs: 150 });
+    // 200 ms a page: at about 18 starts a second (20/s less the spacing margin) 3 to 4 requests
+    // are in flight, so the cap of 4 is reached in bursts.
+    site = await serveGeneratedSite({ pages: 240, delayMs: 200 });
     db = await createTestDatabase();
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
@@ -47,7 +48,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
     redis.disconnect();
   }, 60_000);
 
-  it("holds peak in-flight ≤ 4 and ≤ 21 starts in any second, at ≥ 85% of 20/s", async () => {
+  it("holds peak in-flight ≤ 4 and ≤ 20 starts in any second, at ≥ 80% of 20/s", async () => {
     // All three crawlers must have joined before the crawl starts, or one could do it all alone.
     await waitFor(async () => {
       const t = await http(api, "GET", "/api/throttle");
@@ -69,9 +70,10 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
       while (starts[i]! - starts[j]! >= 1000) j++;
       maxInWindow = Math.max(maxInWindow, i - j + 1);
     }
-    expect(maxInWindow).toBeLessThanOrEqual(RATE_PER_S + 1);
+    expect(maxInWindow).toBeLessThanOrEqual(RATE_PER_S);
     const meanRate = (starts.length - 1) / ((starts.at(-1)! - starts[0]!) / 1000);
-    expect(meanRate).toBeGreaterThanOrEqual(0.85 * RATE_PER_S);
+    // Starts are spaced 10% wider than the rate (RATE_SPACING_MARGIN): about 18/s on average.
+    expect(meanRate).toBeGreaterThanOrEqual(0.8 * RATE_PER_S);
 
     // Every crawler took part: the limits were shared, not held by one node.
     const { body: throttle } = await http(api, "GET", "/api/throttle");

@@ -52,7 +52,7 @@ describe.each(backends)("limiter on %s", (_name, redisUrl) => {
     expect(nodes[0]!.limiter("conc", { maxConcurrent: 3, rate: null }).stats()).toMatchObject({ clustered: redisUrl !== null, fallback: false });
   });
 
-  it("holds a rate written as Celery writes it, within one start of it in any second", async () => {
+  it("holds a rate written as Celery writes it: never more starts in any second, at >= 85% of it", async () => {
     const starts: number[] = [];
     const spec = { maxConcurrent: null, rate: { count: 20, perMs: 1000 } };
     await Promise.all(Array.from({ length: 50 }, (_, i) => nodes[i % nodes.length]!.limiter("rate", spec).schedule(async () => void starts.push(Date.now()))));
@@ -62,10 +62,10 @@ describe.each(backends)("limiter on %s", (_name, redisUrl) => {
       while (starts[i]! - starts[j]! >= 1000) j++;
       maxInWindow = Math.max(maxInWindow, i - j + 1);
     }
-    expect(maxInWindow).toBeLessThanOrEqual(21);
+    expect(maxInWindow).toBeLessThanOrEqual(20);
     const mean = (starts.length - 1) / ((starts.at(-1)! - starts[0]!) / 1000);
     expect(mean).toBeGreaterThanOrEqual(0.85 * 20);
-    expect(mean).toBeLessThanOrEqual(21);
+    expect(mean).toBeLessThanOrEqual(20);
   });
 
   it("hold() keeps a slot until released, and a runtime change applies to every node", async () => {

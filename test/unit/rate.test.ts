@@ -1,5 +1,5 @@
 import { ValidationError } from "../../lib/errors";
-import { formatRate, minIntervalMs, parseRate } from "../../lib/rate";
+import { formatRate, minIntervalMs, parseRate, startSpacingMs } from "../../lib/rate";
 
 describe("parseRate", () => {
   it.each([
@@ -59,5 +59,17 @@ describe("minIntervalMs", () => {
     expect(minIntervalMs(parseRate("0.5/s"))).toBe(2_000);
     expect(minIntervalMs(parseRate("120/m"))).toBe(500);
     expect(minIntervalMs(parseRate("3600/h"))).toBe(1_000);
+  });
+});
+
+describe("startSpacingMs", () => {
+  it("spaces starts 10% wider than the rate, exactly (no floating-point remainder to round up)", () => {
+    expect(startSpacingMs(parseRate("5/s"))).toBe(220);
+    expect(startSpacingMs(parseRate("20/s"))).toBe(55);
+    expect(startSpacingMs(parseRate("100/s"))).toBe(11);
+    expect(startSpacingMs(parseRate("60/m"))).toBe(1_100);
+  });
+  it("keeps a probed rate exact", () => {
+    expect(startSpacingMs(parseRate("5/s"), true)).toBe(200);
   });
 });
