@@ -24,29 +24,6 @@ export function nodesRunning(broker: ServiceBroker, service: string): string[] {
   return [...new Set(list.map((s) => s.nodeID ?? broker.nodeID))].sort();
 }
 
-interface StreamAdapter {
-  addPrefixTopic(name: string): string;
-  createStream(name: string, subjects: string[], opts: object): Promise<unknown>;
-}
-
-/**
- * Publishes to a durable channel. JetStream refuses a subject that no stream holds yet (no
- * consumer has subscribed since the namespace was new): then the stream is created the way a
- * subscriber creates it, and the message sent again, so work can be queued before any worker
- * has ever started.
- */
-export async function sendDurable(broker: ServiceBroker, channel: string, payload: unknown): Promise<void> {
-  try {
-    await broker.sendToChannel(channel, payload);
-  } catch (err) {
-    const adapter = (broker as unknown as { channelAdapter?: Partial<StreamAdapter> }).channelAdapter;
-    if (!adapter?.createStream || !adapter.addPrefixTopic) throw err;
-    const subject = adapter.addPrefixTopic(channel);
-    await adapter.createStream(subject.split(".").join("_"), [subject], {});
-    await broker.sendToChannel(channel, payload);
-  }
-}
-
 export function brokerOptions(config: Config): BrokerOptions {
   const channelAdapter = config.transporter
     ? new NatsChannelAdapter({

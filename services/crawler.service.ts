@@ -10,7 +10,6 @@ import { guardedLookup } from "../lib/ssrf";
 import { extractPage, sameOrigin } from "../lib/url";
 import { announceCrawlJobs, claimUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type ClaimedUrl, type FetchRecord } from "../models/crawls";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
-import { sendDurable } from "../moleculer.config";
 import type { Runtime } from "../runtime";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
@@ -224,7 +223,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         if (!held) return;
         const metric = { fetched: METRIC_PAGES_FETCHED, failed: METRIC_PAGES_FAILED, skipped: METRIC_PAGES_SKIPPED }[rec.state];
         this.broker.metrics.increment(metric);
-        if (page) await sendDurable(this.broker, CHANNEL_PAGES, page);
+        if (page) await this.broker.sendToChannel(CHANNEL_PAGES, page);
         else await finishAndAnnounce(db, this.broker, claim.crawlId);
       },
 

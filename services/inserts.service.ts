@@ -6,7 +6,6 @@ import { NotQueuedError, ValidationError } from "../lib/errors";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/names";
 import { runRegistered } from "../models/insert-job";
 import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
-import { sendDurable } from "../moleculer.config";
 import type { HttpMeta, Runtime } from "../runtime";
 
 export const DEFAULT_INSERT_ROWS = 100_000;
@@ -39,7 +38,7 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
           const job = await createJob(db, "insert", { rows }, rows);
           void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
           try {
-            await sendDurable(this.broker, CHANNEL_JOBS, { id: job.id });
+            await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
           } catch (err) {
             const failed = await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`);
             if (failed) void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(failed));

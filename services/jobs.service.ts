@@ -7,7 +7,7 @@ import { intIdParam, pageOf, paginationParams } from "../lib/params";
 import { staleAfterMs } from "../models/insert-job";
 import { withCrawlProgress } from "../models/crawls";
 import { cancelJob, FINISHED_JOB_STATUSES, getJob, JOB_KINDS, JOB_STATUSES, listJobs, pendingJobIds, presentJob, reapJobs, touchStalePending, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
-import { nodesRunning, sendDurable } from "../moleculer.config";
+import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../runtime";
 
 interface JobsMethods {
@@ -102,9 +102,9 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           for (const job of await reapJobs(db, staleMs, config.jobs.maxAttempts, stillRunning)) {
             this.logger.warn(`Job ${job.id}: ${job.error}`);
             void this.broker.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
-            if (job.status === "pending") await sendDurable(this.broker, CHANNEL_JOBS, { id: job.id }).catch(() => {});
+            if (job.status === "pending") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id }).catch(() => {});
           }
-          for (const id of await touchStalePending(db, resendAfterMs)) await sendDurable(this.broker, CHANNEL_JOBS, { id }).catch(() => {});
+          for (const id of await touchStalePending(db, resendAfterMs)) await this.broker.sendToChannel(CHANNEL_JOBS, { id }).catch(() => {});
         } finally {
           this.reaping = false;
         }
@@ -117,7 +117,7 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
       // fails, the reaper sends pending jobs again once they have waited a while).
       if (!config.transporter) {
         void (async () => {
-          for (const id of await pendingJobIds(db, "insert")) await sendDurable(this.broker, CHANNEL_JOBS, { id });
+          for (const id of await pendingJobIds(db, "insert")) await this.broker.sendToChannel(CHANNEL_JOBS, { id });
         })().catch((err: unknown) => this.logger.warn("Re-queueing pending jobs failed", err));
       }
       this.reaper = setInterval(() => {

@@ -12,7 +12,7 @@ import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from ".
 import { claimMinute, dispatchDue, minutesSummary, minuteOf, replanOrphans, replanUndelivered, settleSlot, startSlot, upsertUser } from "../models/id-tasks";
 import { presentJob, type JobRow } from "../models/jobs";
 import { ThrottleMixin } from "../mixins/throttle.mixin";
-import { nodesRunning, sendDurable } from "../moleculer.config";
+import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../runtime";
 
 // The most ids one minute dispatches; the rest stay planned and go out in the next minutes.
@@ -97,7 +97,7 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         if (orphans > 0) this.logger.warn(`${orphans} id(s) dispatched by a node that left are planned again`);
         const due = await dispatchDue(db, minute, DISPATCH_MAX_PER_MINUTE, this.broker.nodeID);
         if (minute % QUARTER_MINUTES === 0) void this.reportQuarter(minute).catch(() => {});
-        const send = (slot: { task_id: number; external_id: number }) => sendDurable(this.broker, CHANNEL_IDS, { taskId: slot.task_id, externalId: slot.external_id });
+        const send = (slot: { task_id: number; external_id: number }) => this.broker.sendToChannel(CHANNEL_IDS, { taskId: slot.task_id, externalId: slot.external_id });
         await sendSpread(due, minute * s.minuteMs, s.minuteMs, send, realClock, () => stopping);
       },
 

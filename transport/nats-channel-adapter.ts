@@ -3,6 +3,11 @@
 // when two nodes find no consumer at the same moment, the second create is refused with
 // "consumer name already in use" and the adapter throws, which stops that node's boot (CI saw
 // an ingestor die this way). A second try finds the consumer and binds to it as a queue member.
+//
+// Publishing, too, must work before any subscriber has run: JetStream refuses a subject no
+// stream holds (a new namespace, no worker started yet), and the stock adapter logs an ERROR and
+// throws. Here each channel's stream is created before its first publish, as a subscriber would
+// create it, so work can be queued before any worker has ever started.
 import { Adapters } from "@moleculer/channels";
 
 // JetStream's JSConsumerNameExistErr.
@@ -19,9 +24,23 @@ interface NatsLike {
   activeMessages: Map<string, unknown>;
   logger: { warn(...args: unknown[]): void };
   subscribe(chan: Chan): Promise<void>;
+  publish(channelName: string, payload: unknown, opts?: object): Promise<void>;
+  createStream(name: string, subjects: string[], opts: object): Promise<unknown>;
 }
 
 export class NatsChannelAdapter extends (Adapters.NATS as unknown as new (opts?: object) => NatsLike) {
+  /** Channels (prefixed subjects) whose stream this process has made sure of. */
+  private readonly streams = new Set<string>();
+
+  override async publish(channelName: string, payload: unknown, opts?: object): Promise<void> {
+    if (!this.streams.has(channelName)) {
+      // The adapter's own naming: a stream per subject, dots turned into underscores.
+      await this.createStream(channelName.split(".").join("_"), [channelName], {});
+      this.streams.add(channelName);
+    }
+    return super.publish(channelName, payload, opts);
+  }
+
   override async subscribe(chan: Chan): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {

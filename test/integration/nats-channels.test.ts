@@ -1,5 +1,6 @@
 // Nodes that start together on a new namespace race to create the same durable JetStream
-// consumer. Every one of them must boot, and the group must get each message once.
+// consumer. Every one of them must boot, and the group must get each message once. And work
+// sent before any worker has subscribed is kept for the first one.
 import { ServiceBroker } from "moleculer";
 import { channelsMiddleware, CHANNEL_MAX_RETRIES } from "../../moleculer.config";
 import { NatsChannelAdapter } from "../../transport/nats-channel-adapter";
@@ -42,5 +43,27 @@ describeWithServers(["NATS_URL"], "NATS channels: nodes that start together", ()
     // A moment for a duplicate delivery to show up, if there were one.
     await new Promise((r) => setTimeout(r, 500));
     expect(received.map((r) => r.n).sort((a, b) => a - b)).toEqual([...Array(MESSAGES).keys()]);
+  });
+
+  it("keeps what is sent before any subscriber exists, without an error", async () => {
+    const fresh = uniqueNamespace();
+    const adapter = () => new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" }, consumerOptions: { config: { deliver_policy: "all" } } }, maxRetries: CHANNEL_MAX_RETRIES });
+    const errors = jest.spyOn(console, "error");
+    const sender = new ServiceBroker({ nodeID: `${fresh}-sender`, namespace: fresh, logLevel: "error", middlewares: [channelsMiddleware(adapter())] });
+    const got: number[] = [];
+    const worker = new ServiceBroker({ nodeID: `${fresh}-worker`, namespace: fresh, logLevel: "error", middlewares: [channelsMiddleware(adapter())] });
+    worker.createService({ name: "late", channels: { "sluice.early": { group: "late", handler: async (msg: { n: number }) => void got.push(msg.n) } } });
+    try {
+      await sender.start();
+      for (let n = 0; n < 5; n++) await sender.sendToChannel("sluice.early", { n });
+      await worker.start();
+      await waitFor(() => (got.length >= 5 ? true : undefined), 10_000, "the early messages");
+      expect(got.sort()).toEqual([0, 1, 2, 3, 4]);
+      expect(errors).not.toHaveBeenCalled();
+    } finally {
+      errors.mockRestore();
+      await Promise.all([sender.stop(), worker.stop()]);
+      await deleteStreams(NATS_URL!, fresh).catch(() => {});
+    }
   });
 });
