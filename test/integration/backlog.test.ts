@@ -1,5 +1,5 @@
 // Queue lag on a real Postgres, with no worker running: everything submitted waits, and the
-// backlog (API and Prometheus gauge) counts it exactly.
+// backlog (API and Prometheus gauge) counts it exactly; and the dashboard that shows it.
 import type { Sluice } from "../../runtime";
 import { createTestDatabase, describeWithServers, http, startEmbedded } from "../support/env";
 import { serveGeneratedSite } from "../../fixtures/site-server";
@@ -46,5 +46,15 @@ describeWithServers(["DATABASE_URL"], "backlog", () => {
     const { body: crawls } = await http(api, "GET", "/api/crawls");
     expect((await http(api, "DELETE", `/api/crawls/${crawls.items[0].id}`)).status).toBe(200);
     expect((await http(api, "GET", "/api/backlog")).body.crawlUrls).toBe(1);
+  });
+
+  it("serves the dashboard, and every list and figure it reads answers 200", async () => {
+    const page = await fetch(`${api}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/text\/html/);
+    const html = await page.text();
+    const reads = [...html.matchAll(/call\("GET", "([^"]+)"\)/g)].map((m) => m[1]!);
+    expect(reads).toEqual(expect.arrayContaining(["/api/backlog", "/api/throttle", "/api/crawls?limit=50", "/api/jobs?limit=20"]));
+    for (const path of reads) expect([path, (await http(api, "GET", path)).status]).toEqual([path, 200]);
   });
 });
