@@ -24,6 +24,10 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
   const staleMs = staleAfterMs(config.jobs);
   // A pending job untouched this long is sent again (its message may be gone).
   const resendAfterMs = Math.max(60_000, 10 * config.jobs.heartbeatMs);
+  // Looking for such jobs a few times per resend period is enough; stale running jobs are looked
+  // for at every heartbeat, since a dead runner's job should move on within seconds.
+  const resendCheckMs = resendAfterMs / 6;
+  let lastResendCheck = 0;
   return {
     name: "jobs",
 
@@ -104,7 +108,10 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
             void this.broker.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
             if (job.status === "pending") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id }).catch(() => {});
           }
-          for (const id of await touchStalePending(db, resendAfterMs)) await this.broker.sendToChannel(CHANNEL_JOBS, { id }).catch(() => {});
+          if (Date.now() - lastResendCheck >= resendCheckMs) {
+            lastResendCheck = Date.now();
+            for (const id of await touchStalePending(db, resendAfterMs)) await this.broker.sendToChannel(CHANNEL_JOBS, { id }).catch(() => {});
+          }
         } finally {
           this.reaping = false;
         }
