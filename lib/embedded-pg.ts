@@ -2,6 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
 
+const WORKER = path.join(__dirname, "embedded-pg.worker.mjs");
+
 export interface EmbeddedPostgres {
   url: string;
   stop(): Promise<void>;
@@ -12,12 +14,18 @@ export interface EmbeddedPostgres {
  * sequelize talk to it exactly as they talk to a real server. `maxConnections` must cover the
  * process's pool: the socket server resets any client past it.
  */
-export function startEmbeddedPostgres(dataDir: string, maxConnections: number): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(dataDir: string, maxConnections: number): Promise<EmbeddedPostgres> {
   fs.mkdirSync(dataDir, { recursive: true });
   const unlock = lockDataDir(dataDir);
-  const worker = new Worker(path.join(__dirname, "embedded-pg.worker.mjs"), {
-    workerData: { dataDir, maxConnections },
-  });
+  try {
+    // initdb leaves about 500 MB in the WASM memory of the thread that ran it: a new data
+    // directory is created by a worker of its own, which exits and takes that memory with it.
+    if (!fs.existsSync(path.join(dataDir, "PG_VERSION"))) await initDataDir(dataDir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+  const worker = new Worker(WORKER, { workerData: { dataDir, maxConnections } });
   return new Promise((resolve, reject) => {
     const failedToStart = (err: unknown) => {
       unlock();
@@ -42,6 +50,16 @@ export function startEmbeddedPostgres(dataDir: string, maxConnections: number): 
         },
       });
     });
+  });
+}
+
+function initDataDir(dataDir: string): Promise<void> {
+  const worker = new Worker(WORKER, { workerData: { dataDir, maxConnections: 1, initOnly: true } });
+  return new Promise((resolve, reject) => {
+    let initialized = false;
+    worker.once("message", () => (initialized = true));
+    worker.once("error", reject);
+    worker.once("exit", (code) => (initialized ? resolve() : reject(new Error(`PGlite could not create ${dataDir} (worker exit code ${code})`))));
   });
 }
 

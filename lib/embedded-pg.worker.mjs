@@ -6,8 +6,16 @@ import { parentPort, workerData } from "node:worker_threads";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 
-const { dataDir, maxConnections } = workerData;
-const db = await PGlite.create(dataDir);
+const { dataDir, maxConnections, initOnly } = workerData;
+// 32 MB of shared buffers instead of Postgres' 128 MB: WASM memory never shrinks, and the
+// embedded mode is for one process on a laptop, not for a large working set.
+const db = await PGlite.create(dataDir, { postgresqlconf: ["shared_buffers=32MB"] });
+if (initOnly) {
+  // A new data directory: initdb ran above, in this thread's memory, which goes when it exits.
+  await db.close();
+  parentPort.postMessage({ initialized: true });
+  process.exit(0);
+}
 const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections });
 await server.start();
 const port = Number(server.getServerConn().split(":").pop());
