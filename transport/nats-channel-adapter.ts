@@ -38,7 +38,14 @@ export class NatsChannelAdapter extends (Adapters.NATS as unknown as new (opts?:
       await this.createStream(channelName.split(".").join("_"), [channelName], {});
       this.streams.add(channelName);
     }
-    return super.publish(channelName, payload, opts);
+    try {
+      return await super.publish(channelName, payload, opts);
+    } catch (err) {
+      // The stream may be gone (deleted, or its creation failed and was only logged): the next
+      // publish makes sure of it again.
+      this.streams.delete(channelName);
+      throw err;
+    }
   }
 
   override async subscribe(chan: Chan): Promise<void> {

@@ -66,4 +66,19 @@ describeWithServers(["NATS_URL"], "NATS channels: nodes that start together", ()
       await deleteStreams(NATS_URL!, fresh).catch(() => {});
     }
   });
+
+  it("makes the stream again after it was lost: one publish fails, the next succeeds", async () => {
+    const fresh = uniqueNamespace();
+    const sender = new ServiceBroker({ nodeID: `${fresh}-sender`, namespace: fresh, logger: false, middlewares: [channelsMiddleware(new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" } } }))] });
+    try {
+      await sender.start();
+      await sender.sendToChannel("sluice.lost", { n: 1 });
+      await deleteStreams(NATS_URL!, fresh);
+      await expect(sender.sendToChannel("sluice.lost", { n: 2 })).rejects.toThrow();
+      await sender.sendToChannel("sluice.lost", { n: 3 });
+    } finally {
+      await sender.stop();
+      await deleteStreams(NATS_URL!, fresh).catch(() => {});
+    }
+  });
 });
