@@ -1,9 +1,10 @@
 // Boots one Sluice process: the database (embedded PGlite unless DATABASE_URL is set), the
 // migrations, one shared connection pool, and a broker running the services of the roles in
 // SERVICES. Each service is a factory that receives the process's config and pool.
+import crypto from "node:crypto";
 import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
-import type { Sequelize } from "sequelize";
+import { QueryTypes, type Sequelize } from "sequelize";
 import type { Config, Role } from "./lib/config";
 import { shareOf } from "./lib/budget";
 import { applicationName, budgetConnections, gateConnections, openSequelize, SLOT_HANDOVER_DELAY_MS } from "./lib/db";
@@ -27,7 +28,8 @@ import usersService from "./services/users.service";
 import schedulerService from "./services/scheduler.service";
 import backlogService from "./services/backlog.service";
 import type { JobRow, JobView } from "./models/jobs";
-import { LimiterHub } from "./mixins/throttle.mixin";
+import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./lib/names";
+import { LimiterHub, type LimitSpec } from "./mixins/throttle.mixin";
 
 export interface Runtime {
   config: Config;
@@ -42,6 +44,14 @@ export interface Runtime {
   jobSlots: Semaphore;
   /** The jobs running on this node, so that a stop request can abort one. */
   activeJobs: Map<number, ActiveJob>;
+  /** Where this process's boot is: the api answers health at once and readiness with this. */
+  boot: BootStatus;
+}
+
+export interface BootStatus {
+  state: "waiting for a database connection slot" | "migrating" | "starting services" | "ready" | "failed";
+  /** When it entered that state, ISO time. */
+  since: string;
 }
 
 export interface ActiveJob {
@@ -53,12 +63,12 @@ export interface ActiveJob {
   finished: Promise<JobRow | null>;
 }
 
-/** The cluster-wide limiter whose slots are Postgres connections. */
-export const DB_CONNECTIONS_RESOURCE = "db:connections";
-/** The cluster-wide limiter of database operations (only with DB_RATE). */
-export const DB_RESOURCE = "db";
+export { DB_CONNECTIONS_RESOURCE, DB_RESOURCE };
 // How long boot waits for Redis before running on the local fallback share.
 const REDIS_BOOT_WAIT_MS = 5_000;
+// A node may call another holder of slots gone from the cluster only after it has had time to
+// hear from every node (two heartbeats): before that, an empty registry means nothing.
+const DISCOVERY_GRACE_MS = 10_000;
 
 /** What moleculer-web reads from ctx.meta to shape a response. */
 export interface HttpMeta {
@@ -102,7 +112,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
     embedded = await startEmbeddedPostgres(path.join(config.dataDir, "pglite"), 2);
     databaseUrl = embedded.url;
   }
-  const appName = applicationName(config.roles.join("+"), config.nodeId);
+  const appName = applicationName(config.nodeId, crypto.randomBytes(3).toString("hex"));
   const db = openSequelize(databaseUrl, appName, poolMax);
   // As many permits as pooled connections: waiting happens in the bulkhead's bounded queue,
   // never in the pool's (which times out after 30 s).
@@ -132,14 +142,60 @@ export async function startSluice(config: Config): Promise<Sluice> {
       );
     },
   };
-  const broker = new ServiceBroker({ ...options, middlewares: [...(options.middlewares ?? []), handBackJobs], stopped: () => closeResources() });
+  const boot: BootStatus = { state: "starting services", since: new Date().toISOString() };
+  const enter = (state: BootStatus["state"]) => Object.assign(boot, { state, since: new Date().toISOString() });
+  let booted: Promise<void> = Promise.resolve();
+  // The api starts at once, so /api/health answers and /api/ready says what boot waits for;
+  // every other service starts once the schema is migrated.
+  const bootGate = {
+    name: "BootGate",
+    serviceStarting: async (service: { name: string }) => {
+      if (service.name !== "api" && !service.name.startsWith("$")) await booted;
+    },
+  };
+  const broker = new ServiceBroker({
+    ...options,
+    // Other nodes tell this process's leases and connections from a replaced one's by this.
+    metadata: { leaseHolder: appName },
+    middlewares: [...(options.middlewares ?? []), handBackJobs, bootGate],
+    stopped: () => closeResources(),
+  });
+  const startedAt = Date.now();
+  // Whether the process named `holder` is no longer a member of the cluster.
+  const holderAbsent = (holder: string) => {
+    if (holder === appName || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
+    return !broker.registry.nodes.toArray().some((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
+  };
   // How many nodes share a resource's limits (for the local fallback share): the crawlers share
   // the per-host limits; every node shares the database's.
   const nodesSharing = (resource: string) => {
     const service = resource.startsWith("fetch:") ? "crawler" : "throttle";
     return nodesRunning(broker, service).length || 1;
   };
-  const limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing, broker.getLogger("throttle"));
+  const limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing, broker.getLogger("throttle"), { holder: appName, leaseMs: config.throttleLeaseMs });
+  const log = broker.getLogger("throttle");
+  // A connection slot whose holder stopped renewing comes back only once Postgres no longer
+  // lists that holder's connections. A holder still in the cluster (cut off from Redis, not
+  // from Postgres) keeps them; one that has left has its connections ended here.
+  const connectionSlots: LimitSpec = {
+    maxConcurrent: config.db.budget,
+    rate: null,
+    checked: {
+      absent: holderAbsent,
+      async gone(holders) {
+        const rows = await db.query<{ pid: number; name: string }>(
+          "SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name = ANY(:holders)",
+          { replacements: { holders }, type: QueryTypes.SELECT },
+        );
+        for (const r of rows.filter((r) => holderAbsent(r.name))) {
+          log.warn(`Ending connection ${r.pid} of ${r.name}: its slots expired and it has left the cluster`);
+          await db.query("SELECT pg_terminate_backend(:pid)", { replacements: { pid: r.pid } });
+        }
+        const open = new Set(rows.map((r) => r.name));
+        return holders.filter((h) => !open.has(h));
+      },
+    },
+  };
   // With DB_RATE, each operation also takes a slot of the cluster-wide `db` limiter, whose rate
   // spaces operations across the cluster (one slot per operation: a batch is one operation).
   const dbRate = config.db.rate;
@@ -162,7 +218,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
   // On a real server, every connection holds one of DB_BUDGET cluster-wide slots, and the pool
   // is sized to this node's share of the budget (recomputed as nodes join and leave).
   const pool = config.databaseUrl
-    ? budgetConnections(db, dbGate, () => limits.hold(DB_CONNECTIONS_RESOURCE, { maxConcurrent: config.db.budget, rate: null }))
+    ? budgetConnections(db, dbGate, () => limits.hold(DB_CONNECTIONS_RESOURCE, connectionSlots))
     : null;
   // One connection stays free of job transactions (for heartbeats, progress and reads), where
   // there are two or more.
@@ -181,30 +237,41 @@ export async function startSluice(config: Config): Promise<Sluice> {
     await broker.stop();
     await closeResources();
   };
-  try {
+  const migrateSchema = async () => {
     if (pool) {
       // The migration's own connection counts against the budget too.
       let waited: NodeJS.Timeout | undefined;
       await Promise.race([limits.ready(), new Promise((r) => (waited = setTimeout(r, REDIS_BOOT_WAIT_MS)))]);
       // Left running, the timer would hold a process that stops quickly open for 5 s.
       clearTimeout(waited);
-      const release = await limits.hold(DB_CONNECTIONS_RESOURCE, { maxConcurrent: config.db.budget, rate: null });
+      enter("waiting for a database connection slot");
+      const release = await limits.hold(DB_CONNECTIONS_RESOURCE, connectionSlots);
       try {
+        enter("migrating");
         await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));
       } finally {
         setTimeout(release, SLOT_HANDOVER_DELAY_MS);
       }
     } else {
+      enter("migrating");
       await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));
     }
+    enter("starting services");
+  };
+  try {
     const created = new Set<ServiceFactory>();
     for (const role of config.roles) {
       for (const factory of ROLE_SERVICES[role]) {
-        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs }));
+        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs, boot }));
         created.add(factory);
       }
     }
+    booted = migrateSchema();
+    // The gate's waiters see the failure; this keeps it from also counting as unhandled.
+    booted.catch(() => enter("failed"));
     await broker.start();
+    await booted;
+    enter("ready");
   } catch (err) {
     await stop().catch(() => {});
     throw err;

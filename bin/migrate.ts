@@ -9,7 +9,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const embedded = config.databaseUrl ? null : await startEmbeddedPostgres(path.join(config.dataDir, "pglite"), 2);
   try {
-    const applied = await migrate(config.databaseUrl ?? embedded!.url, applicationName("migrate", config.nodeId), console.log);
+    const applied = await migrate(config.databaseUrl ?? embedded!.url, applicationName(config.nodeId, "migrate"), console.log);
     console.log(applied.length ? `${applied.length} migration(s) applied` : "schema is up to date");
   } finally {
     await embedded?.stop();

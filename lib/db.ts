@@ -5,10 +5,18 @@ import { Sequelize } from "sequelize";
 // 2^53, so numbers are both safe and what the API promises.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
-/** `sluice:<services>:<nodeID>`, so an operator can tell from pg_stat_activity who holds what. */
-export function applicationName(services: string, nodeId: string): string {
-  // Postgres truncates application_name at 63 bytes; keep the node id, which is what tells nodes apart.
-  return `sluice:${services}:${nodeId}`.slice(0, 63);
+// Postgres keeps the first 63 bytes of application_name.
+const APPLICATION_NAME_MAX_BYTES = 63;
+
+/**
+ * `sluice:<nodeID>:<instance>`: what this process's Postgres connections are listed as, and the
+ * name its throttle slots are leased under. The instance tells a restarted node (same nodeID)
+ * from the process it replaces, so a check of pg_stat_activity finds one process exactly.
+ */
+export function applicationName(nodeId: string, instance: string): string {
+  let node = nodeId;
+  while (Buffer.byteLength(`sluice:${node}:${instance}`) > APPLICATION_NAME_MAX_BYTES) node = node.slice(0, -1);
+  return `sluice:${node}:${instance}`;
 }
 
 export function openSequelize(url: string, appName: string, poolMax: number): Sequelize {

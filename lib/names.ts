@@ -14,3 +14,8 @@ export const EVENT_JOBS_UPDATED = "jobs.updated";
 export const CHANNEL_IDS = "sluice.ids";
 /** A quarter of the hour has ended: what the scheduler dispatched in it. */
 export const EVENT_QUARTER = "idTasks.quarter";
+
+/** The cluster-wide limiter whose slots are Postgres connections. */
+export const DB_CONNECTIONS_RESOURCE = "db:connections";
+/** The cluster-wide limiter of database operations (only with DB_RATE). */
+export const DB_RESOURCE = "db";

@@ -1,24 +1,40 @@
-// Cluster-wide limits per resource (today: `fetch:<host>` for the crawler), with Bottleneck.
+// Cluster-wide limits per resource (`db:connections`, `db`, `fetch:<host>`, `upstream:<host>`).
 //
-// With REDIS_URL, a resource's limiter is clustered: `maxConcurrent` and the rate (Bottleneck's
-// minTime, the spacing between starts) hold across every node, not per worker. Without it,
-// the same code runs on Bottleneck's in-memory store. When Redis fails, a node stops its
-// clustered limiter (queued jobs come back to us, none is dropped) and runs them on a local
-// limiter holding its share of the limits: limit / nodes, rate / nodes. When Redis is ready
-// again, a fresh clustered limiter takes over (the old one's scripts or settings key may be
-// gone after a Redis restart: Bottleneck issues #118, #205). A watchdog moves jobs stuck in a
-// clustered limiter (#194) to the local share. See docs/throttle.md.
+// Two parts, each held across every node when REDIS_URL is set:
+// - concurrency (`maxConcurrent`): slots that are leases on Redis, renewed by their holder, so
+//   a node that dies gives its slots back (lib/leased-slots.ts, lib/lease-store.ts);
+// - the rate (Bottleneck's minTime, the spacing between starts): Bottleneck clustered on Redis,
+//   whose jobs are instant starts, so nothing stays held in it.
+// Without Redis both run in this process. When Redis fails, a node serves both from its share
+// of the limits (limit / nodes, rate / nodes); nothing queued is dropped. When Redis is ready
+// again, the node re-asserts the slots it holds and a fresh clustered rate limiter takes over
+// (the old one's scripts or settings key may be gone: Bottleneck issues #118, #205). A
+// watchdog moves starts stuck in a clustered limiter (#194) to the local share. See
+// docs/throttle.md.
+import crypto from "node:crypto";
 import Bottleneck from "bottleneck";
 import IORedis from "ioredis";
 import type { ServiceSchema } from "moleculer";
 import type { Semaphore } from "../lib/semaphore";
 import { startSpacingMs, type Rate } from "../lib/rate";
+import { DEFAULT_THROTTLE_LEASE_MS } from "../lib/config";
+import { LeaseStore } from "../lib/lease-store";
+import { LeasedSlots, type SlotsEnv } from "../lib/leased-slots";
 
 export interface LimitSpec {
   maxConcurrent: number | null;
   rate: Rate | null;
   /** Space starts exactly at the rate, without the safety margin: for an adaptive rate, which is a probe pushed until the upstream throttles. */
   exact?: boolean;
+  /** Slots that stand for something outside this process (a Postgres connection) come back only after this check. */
+  checked?: CheckedReclaim;
+}
+
+export interface CheckedReclaim {
+  /** Of these holders, whose slots have expired, the ones whose connections are gone. */
+  gone(holders: string[]): Promise<string[]>;
+  /** The holder's node has left the cluster (or restarted under a new holder name). */
+  absent(holder: string): boolean;
 }
 
 export interface LimiterStats {
@@ -33,6 +49,15 @@ export interface LimiterStats {
   queued: number;
   peakRunning: number;
   done: number;
+  /** Slots this node took back from holders that stopped renewing. */
+  reclaimed: number;
+}
+
+export interface HubOptions {
+  /** This process as its leases (and its Postgres connections' application_name) name it. */
+  holder: string;
+  /** How long a slot lives without renewal; renewed four times per lease. */
+  leaseMs: number;
 }
 
 // After a Redis error on a healthy connection, how long before the clustered limiters are rebuilt.
@@ -42,18 +67,22 @@ const STUCK_AFTER_MS = 30_000;
 const WATCHDOG_INTERVAL_MS = 5_000;
 // After a stuck limiter fell back, how long before the cluster is tried again.
 const STUCK_RETRY_MS = 60_000;
+// Renewals per lease: a holder misses three in a row before its slots expire.
+const RENEWALS_PER_LEASE = 4;
 
-const bottleneckOptions = (spec: LimitSpec, share = 1): Bottleneck.ConstructorOptions => ({
-  maxConcurrent: spec.maxConcurrent === null ? null : Math.max(1, Math.floor(spec.maxConcurrent / share)),
+// Bottleneck holds only the rate: its jobs are instant starts, so a node that dies holds nothing
+// in it. Concurrency is the leases' (lib/leased-slots.ts).
+const rateOptions = (spec: LimitSpec, share = 1): Bottleneck.ConstructorOptions => ({
+  maxConcurrent: null,
   minTime: spec.rate ? Math.ceil(startSpacingMs(spec.rate, spec.exact) * share) : 0,
 });
 
 /**
- * Stops a clustered limiter: queued jobs are handed back, running ones finish (a held slot is
- * kept until released), and then its heartbeat stops. stop() alone leaves the heartbeat running
- * for ever, and after a Redis restart every beat fails with UNKNOWN_CLIENT. disconnect() would
- * stop it too, but it also unsubscribes the pub/sub channel that the successor limiter (same
- * id, same shared connection) listens on, so only the heartbeat timer is cleared.
+ * Stops a clustered limiter: queued starts are handed back, and then its heartbeat stops.
+ * stop() alone leaves the heartbeat running for ever, and after a Redis restart every beat
+ * fails with UNKNOWN_CLIENT. disconnect() would stop it too, but it also unsubscribes the
+ * pub/sub channel that the successor limiter (same id, same shared connection) listens on, so
+ * only the heartbeat timer is cleared.
  */
 async function retire(limiter: Bottleneck | null): Promise<void> {
   if (!limiter) return;
@@ -61,29 +90,51 @@ async function retire(limiter: Bottleneck | null): Promise<void> {
   clearInterval((limiter as unknown as { _store: { heartbeat?: NodeJS.Timeout } })._store.heartbeat);
 }
 
+const noop = async () => {};
+
 class ResourceLimiter {
   private clustered: Bottleneck | null = null;
   private local: Bottleneck;
+  /** Concurrency slots; null while the resource has no maxConcurrent. */
+  slots: LeasedSlots | null = null;
   private running = 0;
   private queued = 0;
+  private waitingForStart = 0;
   private peakRunning = 0;
   private done = 0;
   private lastStart = Date.now();
+  sweeping = false;
 
   constructor(
     readonly resource: string,
     private spec: LimitSpec,
     private readonly hub: LimiterHub,
   ) {
-    this.local = new Bottleneck(bottleneckOptions(spec, hub.connection ? hub.share(resource) : 1));
+    this.local = new Bottleneck(rateOptions(spec, hub.connection ? hub.share(resource) : 1));
+    this.ensureSlots();
     if (hub.connection && hub.redisReady) this.cluster();
   }
 
-  /** (Re)creates the clustered limiter; settings already in Redis win over ours (the cluster's, possibly changed at runtime). */
+  get checked(): CheckedReclaim | undefined {
+    return this.spec.checked;
+  }
+
+  private ensureSlots(): void {
+    if (this.spec.maxConcurrent === null) return;
+    if (this.slots) return this.slots.setLimit(this.spec.maxConcurrent);
+    const checked = this.spec.checked;
+    this.slots = new LeasedSlots(this.resource, this.spec.maxConcurrent, this.hub.slotsEnv(this.resource), {
+      reclaimExpired: !checked,
+      ...(checked ? { absent: (holder: string) => checked.absent(holder) } : {}),
+    });
+  }
+
+  /** (Re)creates the clustered rate limiter; settings already in Redis win over ours (the cluster's, possibly changed at runtime). */
   cluster(): void {
-    if (!this.hub.connection || this.clustered) return;
+    this.slots?.wake();
+    if (!this.hub.connection || this.clustered || !this.spec.rate) return;
     const limiter = new Bottleneck({
-      ...bottleneckOptions(this.spec),
+      ...rateOptions(this.spec),
       id: `${this.hub.prefix}${this.resource}`,
       datastore: "ioredis",
       connection: this.hub.connection,
@@ -101,23 +152,24 @@ class ResourceLimiter {
     limiter.ready().catch(onError);
   }
 
-  /** Redis is gone: hand every queued job to the local limiter (at this node's share). */
+  /** Redis is gone: starts waiting for the rate go to the local limiter (at this node's share). */
   async fallBack(): Promise<void> {
     const old = this.clustered;
     this.clustered = null;
-    this.local.updateSettings(bottleneckOptions(this.spec, this.hub.share(this.resource)));
+    this.local.updateSettings(rateOptions(this.spec, this.hub.share(this.resource)));
+    this.slots?.wake();
     await retire(old);
   }
 
   async schedule<T>(fn: () => Promise<T>): Promise<T> {
     this.queued++;
     let started = false;
-    const job = async () => {
-      if (!started) {
-        started = true;
-        this.queued--;
-      }
-      this.lastStart = Date.now();
+    let release: (() => void) | null = null;
+    try {
+      if (this.slots) release = await this.slots.acquire();
+      if (this.spec.rate) await this.start();
+      this.queued--;
+      started = true;
       this.running++;
       this.peakRunning = Math.max(this.peakRunning, this.running);
       try {
@@ -126,60 +178,74 @@ class ResourceLimiter {
         this.running--;
         this.done++;
       }
-    };
-    for (;;) {
-      const limiter = this.clustered ?? this.local;
-      try {
-        return await limiter.schedule(job);
-      } catch (err) {
-        if (limiter === this.local || started) throw err;
-        // The clustered limiter gave the job back before running it: it was stopped for a
-        // fallback, or Redis failed under it. Either way the job runs on the local share.
-        if (this.clustered === limiter) this.hub.onRedisError(err as Error);
+    } finally {
+      if (!started) this.queued--;
+      release?.();
+    }
+  }
+
+  /** Waits for the rate to allow one more start, cluster-wide while Redis is up. */
+  private async start(): Promise<void> {
+    this.waitingForStart++;
+    try {
+      for (;;) {
+        const limiter = this.clustered ?? this.local;
+        try {
+          await limiter.schedule(noop);
+          this.lastStart = Date.now();
+          return;
+        } catch (err) {
+          if (limiter === this.local) throw err;
+          // The clustered limiter gave the start back: it was stopped for a fallback, or Redis
+          // failed under it. Either way the start comes from the local share.
+          if (this.clustered === limiter) this.hub.onRedisError(err as Error);
+        }
       }
+    } finally {
+      this.waitingForStart--;
     }
   }
 
   /**
-   * Bottleneck #194: clustered jobs can stay queued for ever while Redis counts capacity that
-   * nobody holds. Jobs waiting long past the spacing, with nothing starting although the
-   * cluster reports free capacity, go to the local share; the cluster is tried again later.
+   * Bottleneck #194: clustered jobs can stay queued for ever while Redis says nothing holds
+   * them back. Starts waiting long past the spacing, with nothing starting, go to the local
+   * share; the cluster is tried again later.
    */
-  async stuck(now: number): Promise<boolean> {
-    const limiter = this.clustered;
-    if (!limiter || this.queued === 0) return false;
-    const { minTime, maxConcurrent } = bottleneckOptions(this.spec);
-    if (now - this.lastStart < STUCK_AFTER_MS + 3 * (minTime ?? 0)) return false;
-    const running = await limiter.running().catch(() => 0);
-    if (maxConcurrent !== null && maxConcurrent !== undefined && running >= maxConcurrent) return false;
+  stuck(now: number): boolean {
+    if (!this.clustered || this.waitingForStart === 0) return false;
+    if (now - this.lastStart < STUCK_AFTER_MS + 3 * (rateOptions(this.spec).minTime ?? 0)) return false;
     this.lastStart = now;
     return true;
   }
 
-  /** Applies a runtime change; on the clustered limiter it is written to Redis for every node. */
+  /** Applies a runtime change; on Redis it is written for every node. */
   async update(patch: Partial<LimitSpec>): Promise<void> {
     this.spec = { ...this.spec, ...patch };
-    this.local.updateSettings(bottleneckOptions(this.spec, this.hub.connection ? this.hub.share(this.resource) : 1));
-    await this.clustered?.updateSettings(bottleneckOptions(this.spec));
+    this.ensureSlots();
+    this.local.updateSettings(rateOptions(this.spec, this.hub.connection ? this.hub.share(this.resource) : 1));
+    if (this.spec.rate && this.hub.redisReady) this.cluster();
+    await this.clustered?.updateSettings(rateOptions(this.spec));
+    if (patch.maxConcurrent !== undefined && patch.maxConcurrent !== null && this.hub.redisReady) await this.hub.store?.setLimit(this.resource, patch.maxConcurrent);
   }
 
   stats(): LimiterStats {
-    const opts = bottleneckOptions(this.spec);
     return {
       resource: this.resource,
-      maxConcurrent: opts.maxConcurrent ?? null,
+      maxConcurrent: this.spec.maxConcurrent,
       rate: this.spec.rate,
-      minTimeMs: opts.minTime ?? 0,
-      clustered: this.clustered !== null,
-      fallback: this.hub.connection !== null && this.clustered === null,
+      minTimeMs: rateOptions(this.spec).minTime ?? 0,
+      clustered: this.hub.redisReady,
+      fallback: this.hub.connection !== null && !this.hub.redisReady,
       running: this.running,
       queued: this.queued,
       peakRunning: this.peakRunning,
       done: this.done,
+      reclaimed: this.slots?.reclaimed ?? 0,
     };
   }
 
   async stop(): Promise<void> {
+    this.slots?.stop();
     await Promise.all([retire(this.clustered), this.local.stop({ dropWaitingJobs: true }).catch(() => {})]);
   }
 }
@@ -187,12 +253,17 @@ class ResourceLimiter {
 /** The limiters of one process, sharing one Redis connection. */
 export class LimiterHub {
   readonly connection: Bottleneck.IORedisConnection | null;
+  readonly store: LeaseStore | null = null;
+  readonly holder: string;
+  readonly leaseMs: number;
   redisReady = false;
   private readonly limiters = new Map<string, ResourceLimiter>();
   private readonly overrides = new Map<string, Partial<LimitSpec>>();
   private client: IORedis | null = null;
+  private subscriber: IORedis | null = null;
   private recheck: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
+  private renewer: NodeJS.Timeout | null = null;
   private stopping = false;
   private warned = false;
 
@@ -202,7 +273,10 @@ export class LimiterHub {
     /** How many nodes share a resource's limits, for the local fallback share. */
     readonly share: (resource: string) => number,
     private readonly log: { warn(msg: string): void; info(msg: string): void },
+    options: Partial<HubOptions> = {},
   ) {
+    this.holder = options.holder ?? `sluice:${crypto.randomUUID().slice(0, 8)}`;
+    this.leaseMs = options.leaseMs ?? DEFAULT_THROTTLE_LEASE_MS;
     if (!redisUrl) {
       this.connection = null;
       return;
@@ -210,16 +284,38 @@ export class LimiterHub {
     const client = new IORedis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: () => 500 });
     this.client = client;
     this.connection = new Bottleneck.IORedisConnection({ client });
+    this.store = new LeaseStore(client, prefix);
     client.on("ready", () => this.onRedisReady());
     client.on("close", () => {
       if (!this.stopping) this.onRedisError(new Error("connection closed"));
     });
-    this.watchdog = setInterval(() => void this.unstick(), WATCHDOG_INTERVAL_MS);
+    // A slot freed on any node wakes this node's waiters for that resource at once.
+    const subscriber = client.duplicate({ enableOfflineQueue: true });
+    this.subscriber = subscriber;
+    subscriber.on("error", () => {}); // the command connection reports Redis failures
+    subscriber.on("message", (_channel: string, resource: string) => this.limiters.get(resource)?.slots?.wake());
+    void subscriber.subscribe(this.store.channel).catch(() => {});
+    this.watchdog = setInterval(() => this.unstick(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
+    this.renewer = setInterval(() => void this.renewAndSweep(), Math.max(100, Math.floor(this.leaseMs / RENEWALS_PER_LEASE)));
+    this.renewer.unref();
   }
 
   async ready(): Promise<void> {
     if (this.connection) await this.connection.ready;
+  }
+
+  /** What a resource's slots need from the hub. */
+  slotsEnv(resource: string): SlotsEnv {
+    return {
+      store: this.store,
+      holder: this.holder,
+      leaseMs: this.leaseMs,
+      clustered: () => this.redisReady,
+      localShare: (limit) => Math.max(1, Math.floor(limit / this.share(resource))),
+      onRedisError: (err) => this.onRedisError(err),
+      log: this.log,
+    };
   }
 
   limiter(resource: string, spec: LimitSpec): ResourceLimiter {
@@ -232,9 +328,9 @@ export class LimiterHub {
   }
 
   /**
-   * Takes one slot of `resource` and keeps it until the returned function is called: a job
-   * that runs for as long as what it stands for (a database connection) is open. A node that
-   * dies keeps nothing: Bottleneck frees the jobs of a client whose heartbeat stopped.
+   * Takes one slot of `resource` and keeps it until the returned function is called: for what
+   * stays open longer than a call (a database connection). The slot is a lease this process
+   * renews, so a process that dies holds it only until it expires.
    */
   hold(resource: string, spec: LimitSpec): Promise<() => void> {
     return new Promise((granted, refused) => {
@@ -252,6 +348,11 @@ export class LimiterHub {
 
   stats(): LimiterStats[] {
     return [...this.limiters.values()].map((l) => l.stats());
+  }
+
+  /** The resources with concurrency slots, for a cluster-wide view of their holders. */
+  slotResources(): string[] {
+    return [...this.limiters.values()].filter((l) => l.slots).map((l) => l.resource);
   }
 
   onRedisError(err: Error): void {
@@ -272,19 +373,74 @@ export class LimiterHub {
   }
 
   private onRedisReady(): void {
-    if (this.redisReady) return;
+    if (this.redisReady || this.stopping) return;
     this.redisReady = true;
     if (this.warned) this.log.info("Redis is back: cluster-wide limits resumed");
     this.warned = false;
+    // Renewal first, on the same connection as what follows: a restarted Redis learns of the
+    // slots this node still holds before anyone is granted more.
+    void this.renewAll();
     for (const l of this.limiters.values()) l.cluster();
   }
 
-  private async unstick(): Promise<void> {
+  private async renewAll(): Promise<void> {
+    const store = this.store;
+    if (!store || !this.redisReady) return;
+    await Promise.all(
+      [...this.limiters.values()].map(async (l) => {
+        if (!l.slots) return;
+        const { readded } = await store.renew(l.resource, this.holder, l.slots.members(), this.leaseMs);
+        if (readded > 0) this.log.warn(`${l.resource}: Redis had lost ${readded} slot(s) this node holds; counted again`);
+      }),
+    ).catch((err: Error) => this.onRedisError(err));
+  }
+
+  private async renewAndSweep(): Promise<void> {
+    await this.renewAll();
+    if (!this.redisReady) return;
+    for (const l of this.limiters.values()) if (l.slots) void this.sweep(l);
+  }
+
+  /**
+   * Takes back the slots of holders that stopped renewing. A checked resource (database
+   * connections) takes a holder's back only once the check says its connections are gone.
+   */
+  private async sweep(l: ResourceLimiter): Promise<void> {
+    const store = this.store!;
+    if (l.sweeping) return;
+    l.sweeping = true;
+    try {
+      const checked = l.checked;
+      if (!checked) {
+        const n = await store.reclaim(l.resource, "");
+        if (n > 0) this.reclaimed(l, n, "holders that stopped renewing");
+        return;
+      }
+      const snapshot = await store.snapshot(l.resource);
+      const expired = [...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && x.holder !== this.holder).map((x) => x.holder))];
+      if (expired.length === 0) return;
+      for (const holder of await checked.gone(expired)) {
+        const n = await store.reclaim(l.resource, holder);
+        if (n > 0) this.reclaimed(l, n, holder);
+      }
+    } catch {
+      // Redis or Postgres unreachable: the next sweep tries again.
+    } finally {
+      l.sweeping = false;
+    }
+  }
+
+  private reclaimed(l: ResourceLimiter, n: number, from: string): void {
+    l.slots!.reclaimed += n;
+    this.log.info(`${l.resource}: took back ${n} slot(s) of ${from}`);
+  }
+
+  private unstick(): void {
     const now = Date.now();
     for (const l of this.limiters.values()) {
-      if (!(await l.stuck(now))) continue;
-      this.log.warn(`Limiter ${l.resource}: queued jobs made no progress on Redis for ${STUCK_AFTER_MS / 1000} s; running them on this node's share`);
-      await l.fallBack();
+      if (!l.stuck(now)) continue;
+      this.log.warn(`Limiter ${l.resource}: queued starts made no progress on Redis for ${STUCK_AFTER_MS / 1000} s; running them on this node's share`);
+      void l.fallBack();
       setTimeout(() => {
         if (this.redisReady && !this.stopping) l.cluster();
       }, STUCK_RETRY_MS).unref();
@@ -293,9 +449,14 @@ export class LimiterHub {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.watchdog) clearInterval(this.watchdog);
+    for (const t of [this.watchdog, this.renewer]) if (t) clearInterval(t);
     if (this.recheck) clearTimeout(this.recheck);
+    // Whatever this process still holds goes back now rather than at expiry (it is exiting).
+    if (this.store && this.redisReady) {
+      await Promise.all(this.slotResources().map((r) => this.store!.renew(r, this.holder, [], this.leaseMs).catch(() => {})));
+    }
     await Promise.all([...this.limiters.values()].map((l) => l.stop()));
+    this.subscriber?.disconnect();
     await this.connection?.disconnect(false);
   }
 }

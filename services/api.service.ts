@@ -7,6 +7,8 @@ import ApiGateway from "moleculer-web";
 import type { Context, ServiceSchema } from "moleculer";
 import IORedis from "ioredis";
 import { toHttpError } from "../lib/http-error";
+import { holdersOf } from "../lib/leased-slots";
+import { DB_CONNECTIONS_RESOURCE } from "../lib/names";
 import type { HttpMeta, Runtime } from "../runtime";
 import type { BodyMeta } from "./inserts.service";
 
@@ -69,7 +71,7 @@ function numericPathParams(_ctx: Context, _route: unknown, req: GatewayRequest):
   }
 }
 
-export default function apiService({ db, config }: Runtime): ServiceSchema<Record<string, unknown>> {
+export default function apiService({ db, config, boot, limits }: Runtime): ServiceSchema<Record<string, unknown>> {
   const tokenDigest = config.apiToken ? digest(config.apiToken) : null;
   let redis: IORedis | null = null;
 
@@ -159,6 +161,15 @@ export default function apiService({ db, config }: Runtime): ServiceSchema<Recor
       },
 
       async ready(ctx: Context<unknown, HttpMeta>) {
+        if (boot.state !== "ready") {
+          ctx.meta.$statusCode = 503;
+          // While boot waits for a connection slot, who holds them (and whether they still renew).
+          const holders =
+            boot.state === "waiting for a database connection slot" && limits.store && limits.redisReady
+              ? await withTimeout(limits.store.snapshot(DB_CONNECTIONS_RESOURCE), READY_CHECK_TIMEOUT_MS).then(holdersOf, () => undefined)
+              : undefined;
+          return { ready: false, boot: { ...boot, ...(holders ? { holders } : {}) } };
+        }
         const checks: Record<string, string> = {};
         const probe = async (name: string, fn: () => Promise<unknown>) => {
           try {
