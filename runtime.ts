@@ -184,7 +184,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
       absent: holderAbsent,
       async gone(holders) {
         const rows = await db.query<{ pid: number; name: string }>(
-          "SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name = ANY(:holders)",
+          "SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name IN (:holders)",
           { replacements: { holders }, type: QueryTypes.SELECT },
         );
         for (const r of rows.filter((r) => holderAbsent(r.name))) {

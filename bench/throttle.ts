@@ -2,7 +2,7 @@
 //
 // Three questions, each answered against a baseline measured in the same run:
 //   1. What does one throttled operation cost? Semaphore.run (the per-node DB bulkhead) and
-//      LimiterHub limiters (Bottleneck, in memory and clustered on Redis) against an unthrottled
+//      LimiterHub limiters (leased slots, in memory and on Redis) against an unthrottled
 //      `await noop()`, one at a time and all at once.
 //   2. What does the throttle cost ingest throughput? Sluice's ingestor (in process, real Postgres,
 //      DB_BUDGET connections) against bare `pg` loops writing the same rows with the same SQL and
@@ -128,14 +128,15 @@ const probeNats = () =>
     await nc.close();
   });
 
-/** Deletes the Bottleneck keys of every limiter whose id starts with `prefix`. */
+/** Deletes the Redis keys (Bottleneck's and the leases') of every limiter whose id starts with `prefix`. */
 async function deleteLimiterKeys(prefix: string): Promise<number> {
   const redis = new IORedis(REDIS_URL, { maxRetriesPerRequest: 1 });
   try {
     let cursor = "0";
     let deleted = 0;
     do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `b_${prefix}*`, "COUNT", 1000);
+      // Bottleneck's keys (b_<id>) and the leases' (<prefix>lease:...).
+      const [next, keys] = await redis.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
       cursor = next;
       if (keys.length > 0) deleted += await redis.del(...keys);
     } while (cursor !== "0");
@@ -211,9 +212,10 @@ async function measureCosts(redisOk: boolean): Promise<{ rows: CostRow[]; skippe
   log(`  semaphore done`);
 
   const spec = { maxConcurrent: DB_BUDGET, rate: null };
-  const hubs: [string, string | null][] = [["Bottleneck in-memory", null]];
-  if (redisOk) hubs.push(["Bottleneck on Redis", REDIS_URL]);
-  else skipped.push("Bottleneck on Redis (Redis unreachable)");
+  // maxConcurrent is held by leased slots (in memory, or on Redis with two scripts per operation).
+  const hubs: [string, string | null][] = [["slots in memory", null]];
+  if (redisOk) hubs.push(["slots leased on Redis", REDIS_URL]);
+  else skipped.push("slots leased on Redis (Redis unreachable)");
   for (const [label, url] of hubs) {
     const prefix = `bench-throttle:${RUN_ID}:`;
     const hub = new LimiterHub(url, prefix, () => 1, quiet);

@@ -10,7 +10,15 @@ async function main(): Promise<void> {
   console.log(`Sluice ${mode}; node ${config.nodeId} runs ${config.roles.join(", ")}`);
   if (sluice.apiUrl) console.log(`API and dashboard: ${sluice.apiUrl.replace("127.0.0.1", "localhost")}/`);
   if (sluice.metricsUrl) console.log(`Prometheus metrics: ${sluice.metricsUrl}`);
-  const shutdown = () =>
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    // npm and a process group can deliver one SIGTERM twice: the second must not cut the
+    // shutdown short. A second Ctrl-C from a person still forces the exit.
+    if (stopping) {
+      if (signal === "SIGINT") process.exit(130);
+      return;
+    }
+    stopping = true;
     void sluice.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -18,8 +26,9 @@ async function main(): Promise<void> {
         process.exit(1);
       },
     );
-  process.once("SIGINT", shutdown);
-  process.once("SIGTERM", shutdown);
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
   if (process.argv.includes("--repl")) await sluice.broker.repl();
 }
 

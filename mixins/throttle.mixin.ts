@@ -67,6 +67,8 @@ const STUCK_AFTER_MS = 30_000;
 const WATCHDOG_INTERVAL_MS = 5_000;
 // After a stuck limiter fell back, how long before the cluster is tried again.
 const STUCK_RETRY_MS = 60_000;
+// How long stop() waits for slots still held to be released before it drops them.
+const STOP_RELEASE_WAIT_MS = 500;
 // Renewals per lease: a holder misses three in a row before its slots expire.
 const RENEWALS_PER_LEASE = 4;
 
@@ -419,12 +421,16 @@ export class LimiterHub {
       const snapshot = await store.snapshot(l.resource);
       const expired = [...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && x.holder !== this.holder).map((x) => x.holder))];
       if (expired.length === 0) return;
-      for (const holder of await checked.gone(expired)) {
+      const gone = await checked.gone(expired).catch((err: Error) => {
+        this.log.warn(`${l.resource}: could not check the connections of ${expired.join(", ")}: ${err.message}`);
+        return [];
+      });
+      for (const holder of gone) {
         const n = await store.reclaim(l.resource, holder);
         if (n > 0) this.reclaimed(l, n, holder);
       }
     } catch {
-      // Redis or Postgres unreachable: the next sweep tries again.
+      // Redis unreachable: the next sweep tries again.
     } finally {
       l.sweeping = false;
     }
@@ -451,7 +457,12 @@ export class LimiterHub {
     this.stopping = true;
     for (const t of [this.watchdog, this.renewer]) if (t) clearInterval(t);
     if (this.recheck) clearTimeout(this.recheck);
-    // Whatever this process still holds goes back now rather than at expiry (it is exiting).
+    // Connection slots return a moment after their connection closed (SLOT_HANDOVER_DELAY_MS):
+    // let those releases happen; whatever is still held then goes back now, not at expiry.
+    const deadline = Date.now() + STOP_RELEASE_WAIT_MS;
+    while (Date.now() < deadline && [...this.limiters.values()].some((l) => (l.slots?.running ?? 0) > 0)) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     if (this.store && this.redisReady) {
       await Promise.all(this.slotResources().map((r) => this.store!.renew(r, this.holder, [], this.leaseMs).catch(() => {})));
     }

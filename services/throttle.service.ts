@@ -4,6 +4,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { ValidationError } from "../lib/errors";
 import { formatRate, parseRate, type Rate } from "../lib/rate";
 import type { LimiterStats } from "../mixins/throttle.mixin";
+import { holdersOf, type HolderView } from "../lib/leased-slots";
 import type { SemaphoreStats } from "../lib/semaphore";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../runtime";
@@ -32,6 +33,8 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
     limiters: limits.stats(),
   });
   let timer: NodeJS.Timeout | null = null;
+  // Reclaimed slots already added to the counter, per resource.
+  const reported = new Map<string, number>();
 
   return {
     name: "throttle",
@@ -93,7 +96,20 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
       /** Every node's figures, and per resource the sums across nodes. */
       async cluster(ctx: Context) {
         const nodes = await Promise.all(nodesRunning(this.broker, "throttle").map((nodeID) => ctx.call<NodeThrottle, object>("throttle.local", {}, { nodeID })));
-        type Row = { resource: string; limit: number | null; rate: string | null; running: number; queued: number; rejected: number; fallbackNodes: number; nodes: number };
+        type Row = {
+          resource: string;
+          limit: number | null;
+          rate: string | null;
+          running: number;
+          queued: number;
+          rejected: number;
+          fallbackNodes: number;
+          nodes: number;
+          /** Slots taken back from holders that stopped renewing (cluster-wide, from Redis when it is up). */
+          reclaimed?: number;
+          /** Who holds the slots across the cluster, live or presumed dead (from Redis). */
+          holders?: HolderView[];
+        };
         const resources = new Map<string, Row>();
         const add = (r: Omit<Row, "fallbackNodes" | "nodes"> & { fallback: boolean }, sumLimits: boolean) => {
           const { fallback, ...figures } = r;
@@ -112,8 +128,20 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
           for (const l of n.limiters) {
             const rate = l.rate ? formatRate(l.rate) : null;
             add({ resource: l.resource, limit: l.maxConcurrent, rate, running: l.running, queued: l.queued, rejected: 0, fallback: l.fallback }, false);
+            const row = resources.get(l.resource)!;
+            if (l.maxConcurrent !== null) row.reclaimed = (row.reclaimed ?? 0) + l.reclaimed;
           }
         }
+        const store = limits.redisReady ? limits.store : null;
+        await Promise.all(
+          [...resources.values()].map(async (row) => {
+            if (!store || row.reclaimed === undefined) return;
+            const snapshot = await store.snapshot(row.resource).catch(() => null);
+            if (!snapshot) return;
+            row.reclaimed = snapshot.reclaimed;
+            row.holders = holdersOf(snapshot);
+          }),
+        );
         return { resources: [...resources.values()], nodes };
       },
     },
@@ -126,6 +154,7 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
       gauge("sluice.throttle.queued", "Operations waiting per resource on this node");
       gauge("sluice.throttle.rejected", "Operations refused (queue full) per resource on this node");
       gauge("sluice.throttle.fallback", "1 while a resource runs on this node's local share because Redis is down");
+      this.broker.metrics.register({ type: "counter", name: "sluice.throttle.reclaimed", description: "Slots this node took back from holders that stopped renewing", labelNames: ["resource"] });
     },
 
     started() {
@@ -142,6 +171,9 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
           set("sluice.throttle.running", l.resource, l.running);
           set("sluice.throttle.queued", l.resource, l.queued);
           set("sluice.throttle.fallback", l.resource, l.fallback ? 1 : 0);
+          const delta = l.reclaimed - (reported.get(l.resource) ?? 0);
+          if (delta > 0) this.broker.metrics.increment("sluice.throttle.reclaimed", { resource: l.resource }, delta);
+          reported.set(l.resource, l.reclaimed);
         }
       }, METRICS_INTERVAL_MS);
     },

@@ -2,44 +2,13 @@
 // connections than the budget, sampled from pg_stat_activity every 20 ms.
 import { MAX_MAX_DEPTH } from "../../services/crawls.service";
 import IORedis from "ioredis";
-import pg from "pg";
 import { serveGeneratedSite } from "../../fixtures/site-server";
 import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
+import { sampleConnections } from "../support/connections";
 import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
 
 const REDIS_URL = process.env.REDIS_URL;
 const BUDGET = 6;
-const SAMPLE_EVERY_MS = 20;
-
-/** Samples the number of Sluice connections to `database` until stopped; returns the peak and count. */
-function sampleConnections(database: string): { stop(): Promise<{ peak: number; samples: number }> } {
-  const client = new pg.Client({ connectionString: process.env.DATABASE_URL, application_name: "budget-sampler" });
-  let peak = 0;
-  let samples = 0;
-  let running = true;
-  const loop = (async () => {
-    await client.connect();
-    while (running) {
-      const started = Date.now();
-      const { rows } = await client.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'sluice:%'",
-        [database],
-      );
-      peak = Math.max(peak, rows[0]!.n);
-      samples++;
-      await new Promise((r) => setTimeout(r, Math.max(0, SAMPLE_EVERY_MS - (Date.now() - started))));
-    }
-    await client.end();
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return { peak, samples };
-    },
-  };
-}
-
 describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "the connection budget across processes", () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
   let namespace = "";

@@ -5,6 +5,7 @@ import { ServiceBroker } from "moleculer";
 import pg from "pg";
 import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
 import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
+import { sampleConnections } from "../support/connections";
 
 const BUDGET = 6;
 const FINISHED = ["succeeded", "failed", "cancelled"];
@@ -93,23 +94,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       },
     });
     await client.start();
-    let peak = 0;
-    let sampling = true;
-    const sampler = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await sampler.connect();
-    const sampled = (async () => {
-      let samples = 0;
-      while (sampling) {
-        const { rows } = await sampler.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'sluice:%'",
-          [new URL(db.url).pathname.slice(1)],
-        );
-        peak = Math.max(peak, rows[0]!.n);
-        samples++;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      return samples;
-    })();
+    const sampler = sampleConnections(new URL(db.url).pathname.slice(1));
     try {
       // Every node that announces must know the watcher's subscription before the jobs start.
       const announcers = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null).map((n) => n.name);
@@ -122,8 +107,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       }, 30_000, "every node to know the watcher");
       const ids = await Promise.all(Array.from({ length: 20 }, async () => (await http(api, "POST", "/api/inserts", { rows: 40_000 })).body.id as number));
       const ends = await Promise.all(ids.map((id) => finished(id)));
-      sampling = false;
-      const samples = await sampled;
+      const { peak, samples } = await sampler.stop();
       expect(ends.map((j) => j.status)).toEqual(Array(20).fill("succeeded"));
       expect(await count()).toBe(before + 20 * 40_000);
       expect(peak).toBeLessThanOrEqual(BUDGET);
@@ -134,9 +118,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       });
       for (const id of ids) expect(events.get(id)).toEqual(["pending", "running", "succeeded"]);
     } finally {
-      sampling = false;
-      await sampled;
-      await sampler.end();
+      await sampler.stop();
       await client.stop();
     }
   }, 180_000);

@@ -3,7 +3,7 @@
 import { MAX_MAX_DEPTH } from "../../services/crawls.service";
 import { execFileSync } from "node:child_process";
 import IORedis from "ioredis";
-import pg from "pg";
+import { sampleConnections } from "../support/connections";
 import { serveGeneratedSite } from "../../fixtures/site-server";
 import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
 import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
@@ -62,20 +62,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "Redis restarted 
 
   it("finishes with exact counts, never over budget, and resumes cluster-wide limits", async () => {
     await waitFor(async () => ((await http(api, "GET", "/api/throttle")).body.nodes?.length === 3 ? true : undefined), 60_000, "three nodes");
-    const sampler = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await sampler.connect();
-    let peak = 0;
-    let sampling = true;
-    const sampling$ = (async () => {
-      while (sampling) {
-        const { rows } = await sampler.query<{ n: number }>(
-          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'sluice:%'",
-          [new URL(db.url).pathname.slice(1)],
-        );
-        peak = Math.max(peak, rows[0]!.n);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const sampler = sampleConnections(new URL(db.url).pathname.slice(1));
 
     const created = await http(api, "POST", "/api/crawls", { url: site.entryUrl, maxDepth: MAX_MAX_DEPTH, maxPages: 100_000 });
     expect(created.status).toBe(202);
@@ -100,9 +87,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "Redis restarted 
       const c = await crawl();
       return c.status === "running" || c.status === "pending" ? undefined : c;
     }, 180_000, "the crawl to finish");
-    sampling = false;
-    await sampling$;
-    await sampler.end();
+    const { peak } = await sampler.stop();
 
     expect(final.status).toBe("succeeded");
     expect(final.pages).toEqual({ discovered: site.expectedPages, fetched: site.expectedPages, stored: site.expectedPages, failed: 0, skipped: 0 });
