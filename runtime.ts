@@ -4,6 +4,7 @@
 import crypto from "node:crypto";
 import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
+import pg from "pg";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { Config, Role } from "./lib/config";
 import { shareOf } from "./lib/budget";
@@ -67,8 +68,8 @@ export { DB_CONNECTIONS_RESOURCE, DB_RESOURCE };
 // How long boot waits for Redis before running on the local fallback share.
 const REDIS_BOOT_WAIT_MS = 5_000;
 // A node may call another holder of slots gone from the cluster only after it has had time to
-// hear from every node (two heartbeats): before that, an empty registry means nothing.
-const DISCOVERY_GRACE_MS = 10_000;
+// hear from every node (one heartbeat): before that, an empty registry means nothing.
+const DISCOVERY_GRACE_MS = 5_000;
 
 /** What moleculer-web reads from ctx.meta to shape a response. */
 export interface HttpMeta {
@@ -182,17 +183,24 @@ export async function startSluice(config: Config): Promise<Sluice> {
     rate: null,
     checked: {
       absent: holderAbsent,
-      async gone(holders) {
-        const rows = await db.query<{ pid: number; name: string }>(
-          "SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name IN (:holders)",
-          { replacements: { holders }, type: QueryTypes.SELECT },
-        );
-        for (const r of rows.filter((r) => holderAbsent(r.name))) {
-          log.warn(`Ending connection ${r.pid} of ${r.name}: its slots expired and it has left the cluster`);
-          await db.query("SELECT pg_terminate_backend(:pid)", { replacements: { pid: r.pid } });
+      async gone(holders, own) {
+        const check = async (query: (sql: string, params: unknown[]) => Promise<{ pid: number; name: string }[]>) => {
+          const rows = await query("SELECT pid, application_name AS name FROM pg_stat_activity WHERE application_name = ANY($1)", [holders]);
+          for (const r of rows.filter((r) => holderAbsent(r.name))) {
+            log.warn(`Ending connection ${r.pid} of ${r.name}: its slots expired and it has left the cluster`);
+            await query("SELECT pg_terminate_backend($1)", [r.pid]);
+          }
+          const open = new Set(rows.map((r) => r.name));
+          return holders.filter((h) => !open.has(h));
+        };
+        if (!own) return check((sql, bind) => db.query<{ pid: number; name: string }>(sql, { bind, type: QueryTypes.SELECT }));
+        const client = new pg.Client({ connectionString: databaseUrl, application_name: appName });
+        await client.connect();
+        try {
+          return await check(async (sql, params) => (await client.query<{ pid: number; name: string }>(sql, params)).rows);
+        } finally {
+          await client.end();
         }
-        const open = new Set(rows.map((r) => r.name));
-        return holders.filter((h) => !open.has(h));
       },
     },
   };

@@ -33,8 +33,6 @@ export interface SlotsPolicy {
    * list the holder's connections).
    */
   reclaimExpired: boolean;
-  /** The holder's node has left the cluster: a node that holds no slot may take over one of its expired ones, to get started at all. */
-  absent?: (holder: string) => boolean;
 }
 
 export interface HolderView {
@@ -189,18 +187,7 @@ export class LeasedSlots {
     const store = this.env.store!;
     const members = this.waiting.map(() => this.nextMember());
     const opts = { leaseMs: this.env.leaseMs, limit: this.limit, reclaimExpired: this.policy.reclaimExpired };
-    let { granted, reclaimed } = await store.acquire(this.resource, members, opts);
-    // A node that holds nothing cannot check Postgres for anyone: it may take over one slot of
-    // a holder that is both expired and gone from the cluster, and check with that.
-    const absent = this.policy.absent;
-    if (granted === 0 && this.held.size === 0 && absent) {
-      const snapshot = await store.snapshot(this.resource);
-      const adoptFrom = [...new Set(snapshot.leases.filter((l) => l.deadline < snapshot.now && absent(l.holder)).map((l) => l.holder))];
-      if (adoptFrom.length > 0) {
-        ({ granted, reclaimed } = await store.acquire(this.resource, members.slice(0, 1), { ...opts, adoptFrom }));
-        if (granted > 0) this.env.log.warn(`${this.resource}: took over a slot of ${adoptFrom.join(", ")} (expired, and gone from the cluster)`);
-      }
-    }
+    const { granted, reclaimed } = await store.acquire(this.resource, members, opts);
     this.reclaimed += reclaimed;
     for (let i = 0; i < granted; i++) this.grant(members[i]!);
   }

@@ -18,7 +18,8 @@ import type { ServiceSchema } from "moleculer";
 import type { Semaphore } from "../lib/semaphore";
 import { startSpacingMs, type Rate } from "../lib/rate";
 import { DEFAULT_THROTTLE_LEASE_MS } from "../lib/config";
-import { LeaseStore } from "../lib/lease-store";
+import { leaseMember, LeaseStore } from "../lib/lease-store";
+import { SLOT_HANDOVER_DELAY_MS } from "../lib/db";
 import { LeasedSlots, type SlotsEnv } from "../lib/leased-slots";
 
 export interface LimitSpec {
@@ -31,8 +32,12 @@ export interface LimitSpec {
 }
 
 export interface CheckedReclaim {
-  /** Of these holders, whose slots have expired, the ones whose connections are gone. */
-  gone(holders: string[]): Promise<string[]>;
+  /**
+   * Of these holders, whose slots have expired, the ones whose connections are gone. `own`:
+   * the check may open a connection of its own (its slot is held for it); otherwise it uses a
+   * pooled one.
+   */
+  gone(holders: string[], own: boolean): Promise<string[]>;
   /** The holder's node has left the cluster (or restarted under a new holder name). */
   absent(holder: string): boolean;
 }
@@ -67,6 +72,8 @@ const STUCK_AFTER_MS = 30_000;
 const WATCHDOG_INTERVAL_MS = 5_000;
 // After a stuck limiter fell back, how long before the cluster is tried again.
 const STUCK_RETRY_MS = 60_000;
+// The check's own slot is leased as "<holder>~check".
+const CHECK_HOLDER_SUFFIX = "~check";
 // How long stop() waits for slots still held to be released before it drops them.
 const STOP_RELEASE_WAIT_MS = 500;
 // Renewals per lease: a holder misses three in a row before its slots expire.
@@ -106,6 +113,8 @@ class ResourceLimiter {
   private done = 0;
   private lastStart = Date.now();
   sweeping = false;
+  /** A check of expired holders waiting for one of this node's pooled connections. */
+  pooledCheck: Promise<string[]> | null = null;
 
   constructor(
     readonly resource: string,
@@ -121,14 +130,14 @@ class ResourceLimiter {
     return this.spec.checked;
   }
 
+  get maxConcurrent(): number | null {
+    return this.spec.maxConcurrent;
+  }
+
   private ensureSlots(): void {
     if (this.spec.maxConcurrent === null) return;
     if (this.slots) return this.slots.setLimit(this.spec.maxConcurrent);
-    const checked = this.spec.checked;
-    this.slots = new LeasedSlots(this.resource, this.spec.maxConcurrent, this.hub.slotsEnv(this.resource), {
-      reclaimExpired: !checked,
-      ...(checked ? { absent: (holder: string) => checked.absent(holder) } : {}),
-    });
+    this.slots = new LeasedSlots(this.resource, this.spec.maxConcurrent, this.hub.slotsEnv(this.resource), { reclaimExpired: !this.spec.checked });
   }
 
   /** (Re)creates the clustered rate limiter; settings already in Redis win over ours (the cluster's, possibly changed at runtime). */
@@ -419,11 +428,11 @@ export class LimiterHub {
         return;
       }
       const snapshot = await store.snapshot(l.resource);
-      const expired = [...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && x.holder !== this.holder).map((x) => x.holder))];
+      const expired = [...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && !x.holder.startsWith(this.holder)).map((x) => x.holder))];
       if (expired.length === 0) return;
-      const gone = await checked.gone(expired).catch((err: Error) => {
+      const gone = await this.check(l, checked, expired).catch((err: Error) => {
         this.log.warn(`${l.resource}: could not check the connections of ${expired.join(", ")}: ${err.message}`);
-        return [];
+        return [] as string[];
       });
       for (const holder of gone) {
         const n = await store.reclaim(l.resource, holder);
@@ -433,6 +442,37 @@ export class LimiterHub {
       // Redis unreachable: the next sweep tries again.
     } finally {
       l.sweeping = false;
+    }
+  }
+
+  /**
+   * Runs the check on a connection of its own when a slot can be had for it: a free one, or
+   * one taken over from an expired holder gone from the cluster (after crashes every slot may
+   * be held by the dead, and this node's own connections may all be busy). Otherwise the check
+   * waits for one of this node's pooled connections (a partition: the holders are alive).
+   */
+  private async check(l: ResourceLimiter, checked: CheckedReclaim, expired: string[]): Promise<string[]> {
+    const store = this.store!;
+    // Its own holder name, so that renewing this node's slots does not drop it.
+    const member = leaseMember(`${this.holder}${CHECK_HOLDER_SUFFIX}`, 1);
+    const adoptFrom = expired.filter((h) => checked.absent(h));
+    const { granted, reclaimed } = await store.acquire(l.resource, [member], { leaseMs: this.leaseMs, limit: l.maxConcurrent ?? 1, reclaimExpired: false, adoptFrom });
+    if (reclaimed > 0) this.reclaimed(l, reclaimed, `${adoptFrom.join(", ")} (gone from the cluster), to check the rest`);
+    if (granted === 0) {
+      // No connection of this node's own to check with: the next sweep tries again (by then
+      // the dead may count as gone from the cluster).
+      if ((l.slots?.running ?? 0) === 0) return [];
+      // One pooled check at a time, and the sweep does not wait for it longer than a lease:
+      // every pooled connection may be busy with a long transaction.
+      l.pooledCheck ??= checked.gone(expired, false).finally(() => (l.pooledCheck = null));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), this.leaseMs)));
+      return Promise.race([l.pooledCheck, timedOut]).finally(() => clearTimeout(timer));
+    }
+    try {
+      return await checked.gone(expired, true);
+    } finally {
+      setTimeout(() => void store.release(l.resource, [member]).catch(() => {}), SLOT_HANDOVER_DELAY_MS).unref();
     }
   }
 

@@ -112,6 +112,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "slots of dead ho
       // Its replacement boots alone while the dead node's slots are still leased.
       const next = await start(i < 5 ? `k${i + 1}` : "final", "api,ingestor");
       await reclaimed("db:connections", n.holderPrefix, killedAt, `kill ${i} (${n.node.name}), a lone replacement`);
+      if (process.env.DEBUG_RECLAIM) console.log(next.node.name, Date.now() - killedAt, next.node.output());
       n = next;
     }
     await ready(n.api, n.node);
@@ -176,10 +177,11 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "slots of dead ho
   }, 180_000);
 
   it("every slot held by the dead: a new node says why it waits, then takes them back", async () => {
-    // A process that held the whole budget and was killed (it never renews; it has no connections).
+    // A process that held the whole budget and was killed (it never renews; it has no
+    // connections). Its last renewal was for a long lease, so the new node waits long enough to say so.
     const ghost = `sluice:${namespace}-ghost:abcdef`;
     const members = Array.from({ length: BUDGET }, (_, i) => `${ghost}#${i + 1}`);
-    await store.acquire("db:connections", members, { leaseMs: LEASE_MS, limit: BUDGET, reclaimExpired: false });
+    await store.acquire("db:connections", members, { leaseMs: 4 * LEASE_MS, limit: BUDGET, reclaimExpired: false });
     const diedAt = Date.now();
     const n = await start("n", "api,ingestor");
     const waiting = await waitFor(async () => {
@@ -189,9 +191,11 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "slots of dead ho
     expect(waiting.status).toBe(503);
     expect(waiting.body.boot.holders).toEqual([expect.objectContaining({ holder: ghost, slots: BUDGET, state: "presumed dead" })]);
     expect((await http(n.api, "GET", "/api/health")).status).toBe(200);
+    if (process.env.DEBUG_RECLAIM) setTimeout(() => console.log(n.node.output()), 30_000);
     await ready(n.api, n.node);
     await reclaimed("db:connections", ghost, diedAt, "every slot held by a dead process");
-    expect(n.node.output()).toMatch(/Waiting \d+ s for a db:connections slot .*held by: sluice:.*-ghost:abcdef \(6, since .*, presumed dead\)/);
+    expect(n.node.output()).toMatch(/Waiting \d+ s for a db:connections slot .*held by: sluice:.*-ghost:abcdef \(6, since .*, (live|presumed dead)\)/);
+    expect(n.node.output().match(/Waiting \d+ s for a db:connections slot/g)).toHaveLength(1);
     await reachesFullBudget(n.api, n.holderPrefix);
     const throttle = (await http(n.api, "GET", "/api/throttle")).body;
     expect(throttle.resources.find((r: { resource: string }) => r.resource === "db:connections").reclaimed).toBe(BUDGET);

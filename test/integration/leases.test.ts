@@ -123,14 +123,43 @@ describeWithServers(["REDIS_URL"], "leases on Redis", () => {
     expect((await store.snapshot("conn4")).reclaimed).toBe(1);
   });
 
-  it("a node that holds nothing takes over one expired slot of a holder gone from the cluster", async () => {
-    const spec: LimitSpec = { maxConcurrent: 1, rate: null, checked: { absent: (h) => h === "sluice:gone:000005", gone: async () => [] } };
+  it("when every slot is held by the dead, the check takes over one of them for a connection of its own", async () => {
+    const checks: boolean[] = [];
+    const spec: LimitSpec = {
+      maxConcurrent: 2,
+      rate: null,
+      checked: { absent: (h) => h === "sluice:gone:000005", gone: async (holders, own) => (checks.push(own), holders) },
+    };
     const a = await hub("sluice:a:000005");
-    await dead("conn5", "sluice:gone:000005", 1, 1);
+    await dead("conn5", "sluice:gone:000005", 2, 2);
     const release = await a.hold("conn5", spec);
-    const snap = await store.snapshot("conn5");
+    // The first check ran on a slot taken over from the dead holder; then its slots came back.
+    expect(checks[0]).toBe(true);
+    // The check's own slot goes back a moment after its connection closed.
+    const snap = await waitFor(async () => {
+      const s = await store.snapshot("conn5");
+      return s.leases.length === 1 ? s : undefined;
+    }, 2_000, "the check's slot to go back");
     expect(snap.leases.map((l) => l.holder)).toEqual(["sluice:a:000005"]);
+    expect(snap.reclaimed).toBe(2);
     release();
+  });
+
+  it("a holder still in the cluster is checked through a pooled connection, never taken over", async () => {
+    const checks: boolean[] = [];
+    const spec: LimitSpec = { maxConcurrent: 2, rate: null, checked: { absent: () => false, gone: async (_h, own) => (checks.push(own), []) } };
+    const a = await hub("sluice:a:000008");
+    const mine = await a.hold("conn8", spec);
+    await dead("conn8", "sluice:cut:000008", 1, 2);
+    let granted = false;
+    const pending = a.hold("conn8", spec).then((r) => ((granted = true), r));
+    await waitFor(() => (checks.length >= 2 ? true : undefined), LEASE_MS * 4, "two checks");
+    expect(checks.every((own) => own === false)).toBe(true);
+    expect(granted).toBe(false);
+    expect((await store.snapshot("conn8")).leases.map((l) => l.holder).sort()).toEqual(["sluice:a:000008", "sluice:cut:000008"]);
+    await store.reclaim("conn8", "sluice:cut:000008");
+    (await pending)();
+    mine();
   });
 
   it("renewal counts again what Redis lost, and drops what was released while Redis could not hear it", async () => {
