@@ -1,5 +1,6 @@
 // The only reader of process.env. Everything is validated at boot so that a typo fails the
 // process with the variable's name instead of surfacing later as odd behaviour.
+import { isIP } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError } from "./errors";
@@ -49,7 +50,16 @@ export interface CrawlSettings {
   maxBytes: number;
   maxRedirects: number;
   leaseMs: number;
-  allowHosts: string[];
+  /** CRAWL_ALLOW_HOSTS: private or loopback targets that may be crawled anyway. */
+  allowHosts: AllowHost[];
+}
+
+/** One CRAWL_ALLOW_HOSTS entry. */
+export interface AllowHost {
+  /** As WHATWG URL spells a hostname (lower case, IPv6 in brackets), so it compares with `url.hostname`. */
+  host: string;
+  /** null: every port of the host. */
+  port: number | null;
 }
 
 export interface DbSettings {
@@ -100,6 +110,10 @@ export interface Config {
   port: number;
   metricsPort: number;
   apiToken: string | null;
+  /** A token that may read but not write (dashboards, monitoring). */
+  apiReadToken: string | null;
+  /** Origins (scheme://host[:port]) whose browsers may call the API cross-site; empty: none. */
+  apiCorsOrigins: string[];
   /** How long a cluster-wide slot lives without its holder renewing it. */
   throttleLeaseMs: number;
   apiBodyLimitBytes: number;
@@ -135,6 +149,33 @@ function upstreamUrl(raw: string | undefined): string | null {
     throw new ConfigError("UPSTREAM_URL", `expected an http(s) URL with {id} where the id goes, e.g. http://host/users/{id}; got "${raw}"`);
   }
   return raw;
+}
+
+/**
+ * Parses a CRAWL_ALLOW_HOSTS entry: `host`, `host:port`, `[IPv6]:port`, or an IPv6 address
+ * with or without brackets. The host goes through the URL parser so that it is spelt exactly as
+ * the crawler will see it in a URL (`0x7f.1` is 127.0.0.1, `[0::1]` is [::1], IDN as punycode).
+ */
+export function parseAllowHost(entry: string): AllowHost {
+  const bad = (why: string) =>
+    new ConfigError("CRAWL_ALLOW_HOSTS", `${why} in "${entry}"; expected host, host:port or [IPv6]:port, comma-separated`);
+  // A bare IPv6 address has no room for a port: it is the whole entry.
+  const m = isIP(entry) === 6 ? ["", `[${entry}]`, undefined] : /^(\[[^\]]*\]|[^:[\]]*)(?::(.*))?$/.exec(entry);
+  const hostPart = m?.[1];
+  const portPart = m?.[2];
+  if (!hostPart) throw bad("no host name or address");
+  if (hostPart.includes("*")) throw bad("wildcards are not supported");
+  if (/[\s/\\?#@%]/.test(hostPart)) throw bad("not a host name or IP address");
+  let host: string;
+  try {
+    host = new URL(`http://${hostPart}/`).hostname;
+  } catch {
+    throw bad("not a host name or IP address");
+  }
+  if (portPart === undefined) return { host, port: null };
+  const port = Number(portPart);
+  if (!/^\d{1,5}$/.test(portPart) || port < 1 || port > 65535) throw bad(`port "${portPart}" is not from 1 to 65535`);
+  return { host, port };
 }
 
 function namespace(raw: string | undefined): string {
@@ -210,6 +251,23 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError("API_TOKEN", "must be at least 16 characters");
   }
 
+  const apiReadToken = read("API_READ_TOKEN") ?? null;
+  if (apiReadToken !== null) {
+    if (apiToken === null) throw new ConfigError("API_READ_TOKEN", "needs API_TOKEN: without it the API is open and a read token means nothing");
+    if (apiReadToken.length < 16) throw new ConfigError("API_READ_TOKEN", "must be at least 16 characters");
+    if (apiReadToken === apiToken) throw new ConfigError("API_READ_TOKEN", "must differ from API_TOKEN");
+  }
+  const apiCorsOrigins = (read("API_CORS_ORIGINS") ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of apiCorsOrigins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {}
+    if (!parsed || !["http:", "https:"].includes(parsed.protocol) || parsed.origin !== origin) {
+      throw new ConfigError("API_CORS_ORIGINS", `expected origins such as https://console.example.org (scheme, host, optional port; no path), got "${origin}"`);
+    }
+  }
+
   return {
     transporter,
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
@@ -220,6 +278,8 @@ export function loadConfig(env: Env = process.env): Config {
     port: int("PORT", DEFAULT_PORT, 0, 65535),
     metricsPort: int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
     apiToken,
+    apiReadToken,
+    apiCorsOrigins,
     throttleLeaseMs: int("THROTTLE_LEASE_MS", DEFAULT_THROTTLE_LEASE_MS, 1_000, 600_000),
     apiBodyLimitBytes: int("API_BODY_LIMIT_BYTES", DEFAULT_API_BODY_LIMIT_BYTES, 1024, 64 * 1024 * 1024),
     logLevel,
@@ -233,7 +293,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxBytes: int("CRAWL_MAX_BYTES", DEFAULT_CRAWL_MAX_BYTES, 1024, MAX_CRAWL_MAX_BYTES),
       maxRedirects: int("CRAWL_MAX_REDIRECTS", DEFAULT_CRAWL_MAX_REDIRECTS, 0, 20),
       leaseMs: int("CRAWL_LEASE_MS", DEFAULT_CRAWL_LEASE_MS, 1000, 3_600_000),
-      allowHosts: (read("CRAWL_ALLOW_HOSTS") ?? "").split(",").map((h) => h.trim().toLowerCase()).filter(Boolean),
+      allowHosts: (read("CRAWL_ALLOW_HOSTS") ?? "").split(",").map((h) => h.trim()).filter(Boolean).map(parseAllowHost),
     },
     scheduler: {
       minuteMs: int("SCHEDULER_MINUTE_MS", DEFAULT_SCHEDULER_MINUTE_MS, 50, 3_600_000),

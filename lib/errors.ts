@@ -17,15 +17,19 @@ export class ValidationError extends Errors.MoleculerClientError {
   }
 }
 
-/** 422: a crawl target that resolves to a private, loopback or link-local address (SSRF guard). */
+/**
+ * 422: a crawl target the SSRF guard refuses (lib/ssrf.ts). It never says what the host
+ * resolved to, nor which rule refused it: the answer would let a client map the internal
+ * network through the API (a DNS oracle). `host` is the client's own input.
+ */
 export class TargetNotAllowedError extends Errors.MoleculerClientError {
-  constructor(host: string, address: string) {
+  constructor(host: string) {
     super(
-      `Host "${host}" resolves to ${address}, a private/loopback/link-local address. ` +
-        `Add it to CRAWL_ALLOW_HOSTS to crawl it.`,
+      "Crawl target not allowed: Sluice does not crawl private, loopback or link-local addresses " +
+        "unless CRAWL_ALLOW_HOSTS lists the host (and port), nor its own ports and servers.",
       422,
       "TARGET_NOT_ALLOWED",
-      { field: "url", host, address },
+      { field: "url", host },
     );
     this.name = "TargetNotAllowedError";
   }
@@ -96,5 +100,33 @@ export class JobStoppedError extends Error {
   ) {
     super(`job ${jobId}: ${reason}`);
     this.name = "JobStoppedError";
+  }
+}
+
+/** 401: the route needs a token and the request has none (NO_TOKEN) or a wrong one (INVALID_TOKEN). */
+export class UnauthorizedError extends Errors.MoleculerClientError {
+  constructor(type: "NO_TOKEN" | "INVALID_TOKEN") {
+    super(
+      type === "NO_TOKEN" ? "this route needs a token: send Authorization: Bearer <token>" : "the token is not valid",
+      401,
+      type,
+    );
+    this.name = "UnauthorizedError";
+  }
+}
+
+/** 403: a read-only token (API_READ_TOKEN) on a route that changes things. */
+export class ForbiddenError extends Errors.MoleculerClientError {
+  constructor(message: string) {
+    super(message, 403, "FORBIDDEN");
+    this.name = "ForbiddenError";
+  }
+}
+
+/** A request refused for its form before any action saw it: 400, 405, 413 or 415. */
+export class RequestError extends Errors.MoleculerClientError {
+  constructor(status: 400 | 405 | 413 | 415, type: string, message: string, details?: Record<string, unknown>) {
+    super(message, status, type, details);
+    this.name = "RequestError";
   }
 }

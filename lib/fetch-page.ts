@@ -1,8 +1,8 @@
 // One crawl fetch: undici with an overall deadline, a body cap and redirects followed by hand
-// so that every hop is checked against the SSRF rule and the same-origin rule before it is
+// so that every hop is checked against the SSRF guard and the same-origin rule before it is
 // requested. The outcome is a value, never a throw: the crawler records every URL's fate.
 import { request, type Dispatcher } from "undici";
-import { assertPublicTarget } from "./ssrf";
+import { assertPublicTarget, type CrawlTargetPolicy } from "./ssrf";
 import { normalizeUrl, sameOrigin } from "./url";
 import { USER_AGENT } from "./robots";
 
@@ -17,7 +17,8 @@ export interface FetchOptions {
   timeoutMs: number;
   maxBytes: number;
   maxRedirects: number;
-  allowHosts: readonly string[];
+  policy: CrawlTargetPolicy;
+  /** Should connect through guardedConnector(policy), which re-checks each name at connect time. */
   dispatcher?: Dispatcher;
   /** Which content types are worth reading; the rest are skipped without reading the body. */
   accept?: (contentType: string) => boolean;
@@ -32,8 +33,8 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
   const accept = opts.accept ?? isHtml;
   let current = url;
   try {
+    await assertPublicTarget(url, opts.policy);
     for (let hop = 0; ; hop++) {
-      await assertPublicTarget(current, opts.allowHosts);
       const res = await request(current, {
         method: "GET",
         headers: { "user-agent": USER_AGENT, accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5" },
@@ -51,6 +52,9 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
         if (hop >= opts.maxRedirects) return { kind: "failed", reason: `more than ${opts.maxRedirects} redirects`, status };
         const next = normalizeUrl(location, current);
         if (next === null) return { kind: "failed", reason: `bad redirect location "${location}"`, status };
+        // The guard before the origin rule: a hop towards a refused target is reported as
+        // refused (an attempt worth seeing), without its URL, which may name an internal address.
+        await assertPublicTarget(next, opts.policy);
         if (!sameOrigin(next, url)) return { kind: "skipped", reason: `redirect off origin to ${next}`, status };
         current = next;
         continue;
@@ -88,6 +92,8 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
       return { kind: "ok", url: current, status, contentType, body, bytes };
     }
   } catch (err) {
+    // A refusal is a decision, like robots.txt's, not a fault of the site.
+    if ((err as Error).name === "TargetNotAllowedError") return { kind: "skipped", reason: (err as Error).message };
     return { kind: "failed", reason: describeError(err, opts.timeoutMs) };
   }
 }
@@ -107,6 +113,6 @@ function describeError(err: unknown, timeoutMs: number): string {
   if (e.name === "TimeoutError" || e.name === "AbortError" || e.code === "UND_ERR_HEADERS_TIMEOUT" || e.code === "UND_ERR_BODY_TIMEOUT") {
     return `timed out after ${timeoutMs} ms`;
   }
-  if (e.name === "TargetNotAllowedError" || e.name === "ValidationError") return e.message ?? "target not allowed";
+  if (e.name === "ValidationError") return e.message ?? "invalid target";
   return e.code ? `${e.code}: ${e.message ?? ""}`.trim() : (e.message ?? String(err));
 }

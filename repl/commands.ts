@@ -1,7 +1,7 @@
 // Custom REPL commands (moleculer-repl 0.8: registered through replOptions.customCommands).
 import type { ServiceBroker } from "moleculer";
 import type { CrawlView } from "../services/crawls.service";
-import type { NodeThrottle } from "../services/throttle.service";
+import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
 import type { JobView } from "../models/jobs";
 import { formatRate } from "../lib/rate";
 
@@ -200,8 +200,13 @@ export const replCommands: ReplCommand[] = [
       } else if (args.action !== undefined) {
         throw new Error(`unknown action "${String(args.action)}"; use "throttle" or "throttle set ..."`);
       }
-      const { nodes } = await broker.call<{ nodes: NodeThrottle[] }>("throttle.cluster");
+      const { nodes, resources } = await broker.call<{ nodes: NodeThrottle[]; resources: ResourceRow[] }>("throttle.cluster");
       console.table(throttleRows(nodes));
+      const holders = resources.flatMap((r) => (r.holders ?? []).map((h) => ({ resource: r.resource, ...h })));
+      if (holders.length > 0) {
+        console.log("slot holders across the cluster:");
+        console.table(holders);
+      }
     }),
   },
 ];

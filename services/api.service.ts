@@ -1,12 +1,15 @@
 // The HTTP gateway: REST under /api, the dashboard at /, health and readiness. Every error
 // leaves as { error: { code, message, details? } } (lib/http-error.ts).
-import crypto from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import ApiGateway from "moleculer-web";
 import type { Context, ServiceSchema } from "moleculer";
 import IORedis from "ioredis";
+import { ValidationError } from "../lib/errors";
 import { toHttpError } from "../lib/http-error";
+import { findNul, type Caller } from "../lib/request-guard";
+import { requestGuard, type GuardedRequest } from "./api-guard";
+import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/names";
 import type { HttpMeta, Runtime } from "../runtime";
@@ -14,46 +17,15 @@ import type { BodyMeta } from "./inserts.service";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-// 1,000,000 ids of up to 16 digits, with commas and some room.
-const ID_TASK_BODY_LIMIT = 20 * 1024 * 1024;
-
-const digest = (s: string) => crypto.createHash("sha256").update(s).digest();
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
 }
 
-// The users API, under /api and under the seed's path (/users/).
-const USER_ALIASES = {
-  "GET users": "users.list",
-  "POST users": "users.create",
-  "GET users/:id": "users.get",
-  "PUT users/:id": "users.update",
-  "PATCH users/:id": "users.update",
-};
-
-// Actions that change things although the seed routes reach them with GET.
-const GUARDED_ACTIONS = new Set(["inserts.create", "inserts.sync", "jobs.stop", "rows.clear"]);
-
-type GatewayRequest = IncomingMessage & { $params?: Record<string, unknown>; $action?: { name: string } };
-
-function idTaskRoute(path: string) {
-  return {
-    path,
-    mappingPolicy: "restrict",
-    mergeParams: true,
-    authorization: true,
-    bodyParsers: { json: { strict: true, limit: ID_TASK_BODY_LIMIT } },
-    aliases: {
-      "POST /": "idTasks.create",
-      "GET /": "idTasks.list",
-      "GET /:id": "idTasks.get",
-      "PUT /:id": "idTasks.update",
-      "PATCH /:id": "idTasks.update",
-      "GET /:id/slots": "idTasks.slots",
-    },
-    onBeforeCall: markMissingBody,
-  };
+type GatewayRequest = GuardedRequest & { $params?: Record<string, unknown>; $action?: { name: string } };
+export interface CallerMeta {
+  /** Who the request's credentials make it (set by the gateway; absent for calls inside the cluster). */
+  caller?: Caller;
 }
 
 /** A POST without a body is told so (422 naming "body"), where `{}` would take the defaults. */
@@ -63,7 +35,7 @@ function markMissingBody(ctx: Context<unknown, BodyMeta>, _route: unknown, req: 
 }
 
 /** The seed's path numbers (`/insert/500`) arrive as strings: digits become numbers, anything else is left for validation to reject. */
-function numericPathParams(_ctx: Context, _route: unknown, req: GatewayRequest): void {
+function numericPathParams(req: GatewayRequest): void {
   const params = req.$params ?? {};
   for (const key of ["rows", "id"]) {
     const v = params[key];
@@ -72,7 +44,7 @@ function numericPathParams(_ctx: Context, _route: unknown, req: GatewayRequest):
 }
 
 export default function apiService({ db, config, boot, limits }: Runtime): ServiceSchema<Record<string, unknown>> {
-  const tokenDigest = config.apiToken ? digest(config.apiToken) : null;
+  const tokens = { write: config.apiToken, read: config.apiReadToken };
   let redis: IORedis | null = null;
 
   return {
@@ -81,63 +53,23 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
     settings: {
       port: config.port,
       ip: "0.0.0.0",
-      routes: [
-        // Id-tasks have their own body limit (a task may hold 1,000,000 ids), under /api and
-        // under the seed's path.
-        idTaskRoute("/api/id-tasks"),
-        idTaskRoute("/celery_ids_tasks"),
-        {
-          path: "/api",
-          mappingPolicy: "restrict",
-          mergeParams: true,
-          authorization: true,
-          bodyParsers: { json: { strict: true, limit: config.apiBodyLimitBytes } },
-          aliases: {
-            "POST crawls": "crawls.create",
-            "GET crawls": "crawls.list",
-            "GET crawls/:id": "crawls.get",
-            "DELETE crawls/:id": "crawls.cancel",
-            // Before pages/:id, so "count" is not taken for an id.
-            "GET pages/count": "pages.count",
-            "GET pages": "pages.list",
-            "GET pages/:id": "pages.get",
-            "POST inserts": "inserts.create",
-            "POST inserts/sync": "inserts.sync",
-            "GET jobs": "jobs.list",
-            "GET jobs/:id": "jobs.get",
-            "POST jobs/:id/stop": "jobs.stop",
-            // Before rows/:id would be; rows has no per-row route.
-            "GET rows/count": "rows.count",
-            "GET rows": "rows.list",
-            "DELETE rows": "rows.clear",
-            ...USER_ALIASES,
-            "GET throttle": "throttle.cluster",
-            "GET backlog": "backlog.get",
-            "PATCH throttle": "throttle.set",
-            "GET health": "api.health",
-            "GET ready": "api.ready",
-          },
-          onBeforeCall: markMissingBody,
+      routes: routeSpecs(config.apiBodyLimitBytes).map((spec) => ({
+        path: spec.path,
+        mappingPolicy: "restrict",
+        mergeParams: true,
+        aliases: spec.aliases,
+        // The guard reads bodies itself, after it has checked the token.
+        bodyParsers: false,
+        use: [requestGuard(spec, tokens, config.apiCorsOrigins)],
+        onBeforeCall(ctx: Context<unknown, BodyMeta & CallerMeta>, route: unknown, req: GatewayRequest) {
+          ctx.meta.caller = req.$caller ?? "anonymous";
+          if (spec.numericPathParams) numericPathParams(req);
+          markMissingBody(ctx, route, req);
+          // Postgres text cannot hold NUL: refused here for every field, not altered or a 500.
+          const field = findNul(req.$params ?? {});
+          if (field !== null) throw new ValidationError(field, `"${field}" must not contain a NUL character`);
         },
-        {
-          // The seed Flask app's routes, with the same meaning, so its users switch by changing a
-          // host name. GETs that change things are guarded by API_TOKEN like every write.
-          path: "",
-          mappingPolicy: "restrict",
-          authorization: true,
-          aliases: {
-            "GET insert{/:rows}": "inserts.create",
-            "GET dpd_insert{/:rows}": "inserts.sync",
-            "GET status/:id": "jobs.get",
-            "GET stop/:id": "jobs.stop",
-            "GET get_data/count": "rows.count",
-            "GET get_data": "rows.list",
-            "GET delete_all": "rows.clear",
-            ...USER_ALIASES,
-          },
-          onBeforeCall: numericPathParams,
-        },
-      ],
+      })),
       assets: { folder: path.join(__dirname, "..", "public") },
       onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
         const { status, body } = toHttpError(err);
@@ -160,9 +92,13 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
         return { status: "ok", nodeId: this.broker.nodeID, uptimeSeconds: Math.round(process.uptime()) };
       },
 
-      async ready(ctx: Context<unknown, HttpMeta>) {
+      async ready(ctx: Context<unknown, HttpMeta & CallerMeta>) {
+        // With a token configured, anonymous callers learn only whether the node is ready:
+        // the checks' text can name internal hosts and addresses.
+        const detailed = tokens.write === null || ctx.meta.caller === "reader" || ctx.meta.caller === "writer";
         if (boot.state !== "ready") {
           ctx.meta.$statusCode = 503;
+          if (!detailed) return { ready: false };
           // While boot waits for a connection slot, who holds them (and whether they still renew).
           const holders =
             boot.state === "waiting for a database connection slot" && limits.store && limits.redisReady
@@ -197,22 +133,17 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
         }
         const ready = Object.values(checks).every((v) => v === "ok");
         if (!ready) ctx.meta.$statusCode = 503;
-        return { ready, checks };
+        return detailed ? { ready, checks } : { ready };
       },
     },
 
-    methods: {
-      // With API_TOKEN set, every mutating route needs "Authorization: Bearer <token>".
-      authorize(_ctx: Context, _route: unknown, req: IncomingMessage) {
-        if (!tokenDigest) return;
-        if (!MUTATING.has(req.method ?? "") && !GUARDED_ACTIONS.has((req as GatewayRequest).$action?.name ?? "")) return;
-        const header = req.headers.authorization ?? "";
-        const token = header.startsWith("Bearer ") ? header.slice(7) : null;
-        if (token === null) throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_NO_TOKEN, null);
-        if (!crypto.timingSafeEqual(digest(token), tokenDigest)) {
-          throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, null);
+    created() {
+      // Deny by default: an alias whose action has no access class stops the gateway here.
+      for (const spec of routeSpecs(config.apiBodyLimitBytes)) {
+        for (const action of Object.values(spec.aliases)) {
+          if (!ACTION_ACCESS[action]) throw new Error(`route to ${action} has no access class in services/api-routes.ts`);
         }
-      },
+      }
     },
 
     async stopped() {

@@ -6,11 +6,12 @@ import { Agent } from "undici";
 import { fetchPage, type FetchOutcome } from "../lib/fetch-page";
 import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_FETCHED, METRIC_PAGES_SKIPPED } from "../lib/names";
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/robots";
-import { guardedLookup } from "../lib/ssrf";
+import { guardedConnector, type CrawlTargetPolicy } from "../lib/ssrf";
 import { extractPage, sameOrigin } from "../lib/url";
 import { announceCrawlJobs, claimUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type ClaimedUrl, type FetchRecord } from "../models/crawls";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../runtime";
+import { crawlTargetPolicy } from "./crawls.service";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
 // crawls whose last URLs were settled by two nodes at once.
@@ -43,6 +44,7 @@ export interface PageMessage {
 }
 
 interface CrawlerVars {
+  policy: CrawlTargetPolicy;
   agent: Agent;
   robots: Map<string, Promise<RobotsRules>>;
   inFlight: number;
@@ -80,14 +82,15 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       for (const [name, help] of [
         [METRIC_PAGES_FETCHED, "Pages fetched with an HTML response"],
         [METRIC_PAGES_FAILED, "URLs whose fetch failed"],
-        [METRIC_PAGES_SKIPPED, "URLs skipped (robots.txt, non-HTML, redirect)"],
+        [METRIC_PAGES_SKIPPED, "URLs skipped (robots.txt, non-HTML, redirect, target not allowed)"],
       ] as const) {
         this.broker.metrics.register({ type: "counter", name, description: help });
       }
     },
 
     async started() {
-      this.agent = new Agent({ connections: crawl.hostConcurrency, keepAliveTimeout: 4_000, connect: { lookup: guardedLookup(crawl.allowHosts) } });
+      this.policy = crawlTargetPolicy(config, this.broker);
+      this.agent = new Agent({ connections: crawl.hostConcurrency, keepAliveTimeout: 4_000, connect: guardedConnector(this.policy) });
       this.robots = new Map();
       this.inFlight = 0;
       this.filling = false;
@@ -165,7 +168,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
             timeoutMs: crawl.fetchTimeoutMs,
             maxBytes: crawl.maxBytes,
             maxRedirects: crawl.maxRedirects,
-            allowHosts: crawl.allowHosts,
+            policy: this.policy,
             dispatcher: this.agent,
             ...(readAnyText ? { accept: () => true, readRedirected: true } : {}),
           });

@@ -1,10 +1,11 @@
 // Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
-import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors";
 import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/names";
 import { presentJob } from "../models/jobs";
 import { intIdParam, pageOf, paginationParams } from "../lib/params";
-import { assertPublicTarget } from "../lib/ssrf";
+import type { Config } from "../lib/config";
+import { assertPublicTarget, CrawlTargetPolicy } from "../lib/ssrf";
 import { normalizeUrl } from "../lib/url";
 import { announceCrawlJobs, cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
 import type { HttpMeta, Runtime } from "../runtime";
@@ -53,11 +54,32 @@ function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
   };
 }
 
+/**
+ * The SSRF guard of this process: its config, plus the ports its API and metrics servers really
+ * listen on, which PORT=0 or METRICS_PORT=0 leave to the system at start.
+ */
+export function crawlTargetPolicy(config: Config, broker: ServiceBroker): CrawlTargetPolicy {
+  type Listening = { server?: { address(): unknown } } | null | undefined;
+  const portOf = (l: Listening): number[] => {
+    const address = l?.server?.address() as { port?: unknown } | null | undefined;
+    return typeof address?.port === "number" ? [address.port] : [];
+  };
+  return CrawlTargetPolicy.fromConfig(config, () => [
+    ...portOf(broker.getLocalService("api") as unknown as Listening),
+    ...portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]),
+  ]);
+}
+
 export default function crawlsService({ db, config }: Runtime): ServiceSchema<ServiceSettingSchema> {
   const view = async (crawl: CrawlRow) => present(crawl, (await crawlCounts(db, [crawl.id])).get(crawl.id)!);
+  let policy: CrawlTargetPolicy;
 
   return {
     name: "crawls",
+
+    created() {
+      policy = crawlTargetPolicy(config, this.broker);
+    },
 
     actions: {
       create: {
@@ -71,7 +93,7 @@ export default function crawlsService({ db, config }: Runtime): ServiceSchema<Se
         async handler(ctx: Context<CreateCrawlParams, HttpMeta>) {
           const url = normalizeUrl(ctx.params.url);
           if (url === null) throw new ValidationError("url", `"${ctx.params.url}" is not an http:// or https:// URL`);
-          await assertPublicTarget(url, config.crawl.allowHosts);
+          await assertPublicTarget(url, policy);
           const { crawl, job } = await createCrawl(db, url, ctx.params.maxPages ?? DEFAULT_MAX_PAGES, ctx.params.maxDepth ?? DEFAULT_MAX_DEPTH);
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/crawls/${crawl.id}` };

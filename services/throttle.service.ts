@@ -25,6 +25,22 @@ export interface NodeThrottle {
   limiters: LimiterStats[];
 }
 
+/** One resource across the cluster, as GET /api/throttle shows it. */
+export interface ResourceRow {
+  resource: string;
+  limit: number | null;
+  rate: string | null;
+  running: number;
+  queued: number;
+  rejected: number;
+  fallbackNodes: number;
+  nodes: number;
+  /** Slots taken back from holders that stopped renewing (cluster-wide, from Redis when it is up). */
+  reclaimed?: number;
+  /** Who holds the slots across the cluster, live or presumed dead (from Redis). */
+  holders?: HolderView[];
+}
+
 export default function throttleService({ config, dbGate, limits, rebalance }: Runtime): ServiceSchema {
   const snapshot = (nodeId: string): NodeThrottle => ({
     nodeId,
@@ -96,22 +112,8 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
       /** Every node's figures, and per resource the sums across nodes. */
       async cluster(ctx: Context) {
         const nodes = await Promise.all(nodesRunning(this.broker, "throttle").map((nodeID) => ctx.call<NodeThrottle, object>("throttle.local", {}, { nodeID })));
-        type Row = {
-          resource: string;
-          limit: number | null;
-          rate: string | null;
-          running: number;
-          queued: number;
-          rejected: number;
-          fallbackNodes: number;
-          nodes: number;
-          /** Slots taken back from holders that stopped renewing (cluster-wide, from Redis when it is up). */
-          reclaimed?: number;
-          /** Who holds the slots across the cluster, live or presumed dead (from Redis). */
-          holders?: HolderView[];
-        };
-        const resources = new Map<string, Row>();
-        const add = (r: Omit<Row, "fallbackNodes" | "nodes"> & { fallback: boolean }, sumLimits: boolean) => {
+        const resources = new Map<string, ResourceRow>();
+        const add = (r: Omit<ResourceRow, "fallbackNodes" | "nodes"> & { fallback: boolean }, sumLimits: boolean) => {
           const { fallback, ...figures } = r;
           const sum = resources.get(r.resource) ?? { ...figures, limit: sumLimits ? 0 : r.limit, running: 0, queued: 0, rejected: 0, fallbackNodes: 0, nodes: 0 };
           if (sumLimits) sum.limit = (sum.limit ?? 0) + (r.limit ?? 0);

@@ -12,11 +12,11 @@ describe("bulk-insert jobs (embedded)", () => {
   let api = "";
   const events: { id: number; status: string; done: number }[] = [];
   const auth = { authorization: `Bearer ${TOKEN}` };
-  const count = async () => (await http(api, "GET", "/api/rows/count")).body.count as number;
-  const jobTotal = async () => (await http(api, "GET", "/api/jobs")).body.total as number;
+  const count = async () => (await http(api, "GET", "/api/rows/count", undefined, auth)).body.count as number;
+  const jobTotal = async () => (await http(api, "GET", "/api/jobs", undefined, auth)).body.total as number;
   const finished = (id: number) =>
     waitFor(async () => {
-      const j = (await http(api, "GET", `/api/jobs/${id}`)).body;
+      const j = (await http(api, "GET", `/api/jobs/${id}`, undefined, auth)).body;
       return FINISHED.includes(j.status) ? j : undefined;
     }, 60_000, `job ${id} to finish`);
 
@@ -62,7 +62,7 @@ describe("bulk-insert jobs (embedded)", () => {
     const running = (await http(api, "POST", "/api/inserts", { rows: 2_000_000 }, auth)).body.id as number;
     // Read from the runner: the job's transaction holds PGlite's one session until it ends.
     const live = await waitFor(async () => {
-      const j = (await http(api, "GET", `/api/jobs/${running}`)).body;
+      const j = (await http(api, "GET", `/api/jobs/${running}`, undefined, auth)).body;
       return j.status === "running" && j.progress.done > 0 ? j : undefined;
     }, 10_000, "the job to make progress");
     expect(live).toMatchObject({ attempts: 1, nodeId: sluice.broker.nodeID, progress: { total: 2_000_000 } });
@@ -85,7 +85,7 @@ describe("bulk-insert jobs (embedded)", () => {
     expect(r.status).toBe(409);
     expect(r.body.error.details.status).toBe("succeeded");
     expect((await http(api, "POST", "/api/jobs/999999/stop", undefined, auth)).status).toBe(404);
-    expect((await http(api, "GET", "/api/jobs/999999")).status).toBe(404);
+    expect((await http(api, "GET", "/api/jobs/999999", undefined, auth)).status).toBe(404);
   });
 
   it.each([
@@ -120,44 +120,44 @@ describe("bulk-insert jobs (embedded)", () => {
   });
 
   it("lists jobs by status and kind, paginated", async () => {
-    const all = (await http(api, "GET", "/api/jobs?limit=2")).body;
+    const all = (await http(api, "GET", "/api/jobs?limit=2", undefined, auth)).body;
     expect(all.items).toHaveLength(2);
     expect(all.total).toBeGreaterThan(2);
     expect(all.items[0].id).toBeGreaterThan(all.items[1].id);
-    const cancelled = (await http(api, "GET", "/api/jobs?status=cancelled&kind=insert")).body;
+    const cancelled = (await http(api, "GET", "/api/jobs?status=cancelled&kind=insert", undefined, auth)).body;
     expect(cancelled.items.length).toBeGreaterThanOrEqual(1);
     expect(cancelled.items.every((j: { status: string }) => j.status === "cancelled")).toBe(true);
     for (const q of ["status=done", "kind=mail", "limit=501", "limit=0", "offset=-1"]) {
-      const r = await http(api, "GET", `/api/jobs?${q}`);
+      const r = await http(api, "GET", `/api/jobs?${q}`, undefined, auth);
       expect(r.status).toBe(422);
       expect(r.body.error.details.field).toBe(q.split("=")[0]);
     }
   });
 
   it("pages through rows, never unbounded", async () => {
-    const page = (await http(api, "GET", "/api/rows?limit=3&offset=1")).body;
+    const page = (await http(api, "GET", "/api/rows?limit=3&offset=1", undefined, auth)).body;
     expect(page.items).toHaveLength(3);
     expect(page.total).toBe(await count());
     expect(Object.keys(page.items[0]).sort()).toEqual(["createdAt", "id", "name", "value"]);
-    expect((await http(api, "GET", "/api/rows")).body.items).toHaveLength(50);
-    expect((await http(api, "GET", "/api/rows?limit=100000")).status).toBe(422);
+    expect((await http(api, "GET", "/api/rows", undefined, auth)).body.items).toHaveLength(50);
+    expect((await http(api, "GET", "/api/rows?limit=100000", undefined, auth)).status).toBe(422);
   });
 
   describe("the seed's routes", () => {
     it("insert, status, stop, get_data and count mean what they meant", async () => {
-      const before = (await http(api, "GET", "/get_data/count")).body.count as number;
+      const before = (await http(api, "GET", "/get_data/count", undefined, auth)).body.count as number;
       const started = await http(api, "GET", "/insert/1200", undefined, auth);
       expect(started.status).toBe(202);
       const job = await finished(started.body.id);
-      expect((await http(api, "GET", `/status/${job.id}`)).body).toMatchObject({ id: job.id, status: "succeeded" });
+      expect((await http(api, "GET", `/status/${job.id}`, undefined, auth)).body).toMatchObject({ id: job.id, status: "succeeded" });
       expect((await http(api, "GET", `/stop/${job.id}`, undefined, auth)).status).toBe(409);
-      expect((await http(api, "GET", "/get_data/count")).body.count).toBe(before + 1200);
-      const data = (await http(api, "GET", "/get_data?limit=5")).body;
+      expect((await http(api, "GET", "/get_data/count", undefined, auth)).body.count).toBe(before + 1200);
+      const data = (await http(api, "GET", "/get_data?limit=5", undefined, auth)).body;
       expect(data.items).toHaveLength(5);
-      expect((await http(api, "GET", "/get_data")).body.items).toHaveLength(50);
+      expect((await http(api, "GET", "/get_data", undefined, auth)).body.items).toHaveLength(50);
       const sync = await http(api, "GET", "/dpd_insert/700", undefined, auth);
       expect(sync.body).toMatchObject({ status: "succeeded", progress: { done: 700 } });
-      expect((await http(api, "GET", "/get_data/count")).body.count).toBe(before + 1900);
+      expect((await http(api, "GET", "/get_data/count", undefined, auth)).body.count).toBe(before + 1900);
     });
 
     it("defaults to 100000 rows without a number", async () => {
@@ -174,7 +174,7 @@ describe("bulk-insert jobs (embedded)", () => {
         expect(r.status).toBe(422);
         expect(r.body.error.details.field).toBe("rows");
       }
-      expect((await http(api, "GET", `/status/${num}`)).status).toBeGreaterThanOrEqual(400);
+      expect((await http(api, "GET", `/status/${num}`, undefined, auth)).status).toBeGreaterThanOrEqual(400);
       expect(await count()).toBe(rows);
       expect(await jobTotal()).toBe(jobs);
     });

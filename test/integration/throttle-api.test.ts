@@ -36,7 +36,7 @@ describe("throttle API (embedded)", () => {
     expect(fetch.peakRunning).toBeLessThanOrEqual(3);
     expect(body.resources).toEqual([
       { resource: "db (bulkheads)", limit: 1, rate: null, running: expect.any(Number), queued: 0, rejected: 0, fallbackNodes: 0, nodes: 1 },
-      { resource: `fetch:${host}`, limit: 3, rate: "100/s", running: 0, queued: 0, rejected: 0, fallbackNodes: 0, nodes: 1 },
+      { resource: `fetch:${host}`, limit: 3, rate: "100/s", running: 0, queued: 0, rejected: 0, fallbackNodes: 0, nodes: 1, reclaimed: 0 },
     ]);
   });
 

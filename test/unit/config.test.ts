@@ -31,7 +31,10 @@ describe("loadConfig", () => {
     expect(c.transporter).toEqual(["nats://a:4222", "nats://b:4222"]);
     expect(c.roles).toEqual(["crawler", "ingestor"]);
     expect(c.nodeId).toBe("n1");
-    expect(c.crawl.allowHosts).toEqual(["127.0.0.1", "intranet.local"]);
+    expect(c.crawl.allowHosts).toEqual([
+      { host: "127.0.0.1", port: null },
+      { host: "intranet.local", port: null },
+    ]);
     expect(c.crawl.hostRate).toEqual({ count: 20, perMs: 1000 });
     expect(c.logLevel).toBe("debug");
   });
@@ -65,6 +68,48 @@ describe("loadConfig", () => {
 
   it("treats empty values as unset", () => {
     expect(loadConfig({ DATABASE_URL: "", PORT: " " }).databaseUrl).toBeNull();
+  });
+});
+
+describe("loadConfig: CRAWL_ALLOW_HOSTS", () => {
+  const allow = (value: string) => loadConfig({ CRAWL_ALLOW_HOSTS: value }).crawl.allowHosts;
+
+  it("reads hosts with and without a port; a bare host means every port (null)", () => {
+    expect(allow("127.0.0.1:8080, [::1]:8080, Intranet.Local:8443, localhost")).toEqual([
+      { host: "127.0.0.1", port: 8080 },
+      { host: "[::1]", port: 8080 },
+      { host: "intranet.local", port: 8443 },
+      { host: "localhost", port: null },
+    ]);
+  });
+
+  it("spells hosts as a URL does, so entries compare with URL hostnames", () => {
+    expect(allow("::1, [0:0::1], fd00::1, 0x7f.1:80, bücher.de")).toEqual([
+      { host: "[::1]", port: null },
+      { host: "[::1]", port: null },
+      { host: "[fd00::1]", port: null },
+      { host: "127.0.0.1", port: 80 },
+      { host: "xn--bcher-kva.de", port: null },
+    ]);
+  });
+
+  it.each([
+    "127.0.0.1:",
+    "127.0.0.1:0",
+    "127.0.0.1:65536",
+    "127.0.0.1:80a",
+    "intranet.local:80:81",
+    ":8080",
+    "[::1",
+    "[::1]x",
+    "[1.2.3.4]:80",
+    "http://intranet.local",
+    "intranet.local/path",
+    "user@intranet.local",
+    "*.intranet.local",
+    "intra net",
+  ])("a malformed entry (%s) fails at boot naming CRAWL_ALLOW_HOSTS", (entry) => {
+    expect(() => allow(`localhost,${entry}`)).toThrow(new RegExp(`^CRAWL_ALLOW_HOSTS: .*"${entry.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"`));
   });
 });
 

@@ -2,9 +2,9 @@
 // with a fitting status, and nothing internal (Sequelize, SQL, stacks) leaks into the body.
 import { Errors as MoleculerErrors } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { DatabaseError, UniqueConstraintError } from "sequelize";
+import { DatabaseError, ForeignKeyConstraintError, UniqueConstraintError } from "sequelize";
 import { ConflictError, NotFoundError, TargetNotAllowedError, UnavailableError, ValidationError } from "../../lib/errors";
-import { toHttpError } from "../../lib/http-error";
+import { sqlStateOf, toHttpError } from "../../lib/http-error";
 
 /** A pg driver error as Sequelize receives it. */
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code, sql: "INSERT INTO pages (url) VALUES ($1)" });
@@ -24,8 +24,85 @@ describe("toHttpError: constraint violations → 409", () => {
   ])("%s", (_title, err) => {
     const { status, body } = toHttpError(err);
     expect(status).toBe(409);
-    expect(body).toEqual({ error: { code: "CONFLICT", message: "a record with that unique value already exists" } });
+    expect(body).toEqual({ error: { code: "CONFLICT", message: "a record with that unique value already exists", details: { sqlstate: "23505" } } });
     expectNoLeak(body);
+  });
+});
+
+/** A pg error as the driver throws it (the message names the value, as Postgres's do). */
+const rawPg = (code: string) => pgError(code, `invalid input value "s3cr3t-value" (${code})`);
+const wrapped = (code: string) => new DatabaseError(rawPg(code) as never);
+
+describe("toHttpError: Postgres errors by SQLSTATE class, however they arrive", () => {
+  const arrivals: [string, (code: string) => unknown][] = [
+    ["a raw pg error { code }", rawPg],
+    ["a Sequelize DatabaseError (parent and original)", wrapped],
+    ["a fake with only { parent: { code } }", (code) => ({ name: "SequelizeDatabaseError", message: "x", parent: { code } })],
+    ["a fake with only { original: { code } }", (code) => ({ name: "SequelizeDatabaseError", message: "x", original: { code } })],
+  ];
+  const data: [string, string][] = [
+    ["22P02", "a value is not valid for its column's type"],
+    ["22003", "a number is out of range for its column"],
+    ["22021", "a text value is not valid UTF-8 or holds a NUL character"],
+    ["22P05", "a text value holds a character the database cannot store"],
+    ["22001", "a text value is too long for its column"],
+    ["22012", "a value is not valid for the database"], // division by zero: any other class 22 code
+  ];
+  const integrity: [string, string][] = [
+    ["23505", "a record with that unique value already exists"],
+    ["23503", "the change refers to a record that does not exist, or one that others refer to"],
+    ["23502", "a required value is missing"],
+    ["23514", "a value fails a check constraint"],
+    ["23000", "the change conflicts with a database constraint"],
+  ];
+  for (const [how, build] of arrivals) {
+    it.each(data)(`${how}: %s → 422 with the SQLSTATE and no value`, (code, message) => {
+      const { status, body } = toHttpError(build(code));
+      expect(status).toBe(422);
+      expect(body).toEqual({ error: { code: "VALIDATION_ERROR", message, details: { sqlstate: code } } });
+      expect(JSON.stringify(body)).not.toContain("s3cr3t");
+      expectNoLeak(body);
+    });
+    it.each(integrity)(`${how}: %s → 409 with the SQLSTATE and no value`, (code, message) => {
+      const { status, body } = toHttpError(build(code));
+      expect(status).toBe(409);
+      expect(body).toEqual({ error: { code: "CONFLICT", message, details: { sqlstate: code } } });
+      expect(JSON.stringify(body)).not.toContain("s3cr3t");
+      expectNoLeak(body);
+    });
+  }
+
+  it.each<[string, unknown, string]>([
+    ["a real ForeignKeyConstraintError", new ForeignKeyConstraintError({ parent: pgError("23503", "insert or update violates foreign key") as never }), "23503"],
+    ["a fake { name: SequelizeForeignKeyConstraintError } without a code", { name: "SequelizeForeignKeyConstraintError", message: "x" }, "23503"],
+    ["a fake { name: SequelizeExclusionConstraintError } without a code", { name: "SequelizeExclusionConstraintError", message: "x" }, "23P01"],
+  ])("%s → 409", (_title, err, sqlstate) => {
+    const { status, body } = toHttpError(err);
+    expect(status).toBe(409);
+    expect(body.error).toMatchObject({ code: "CONFLICT", details: { sqlstate } });
+  });
+
+  it.each<[string, unknown]>([
+    ["a syntax error (42601)", wrapped("42601")],
+    ["an undefined column (42703)", rawPg("42703")],
+    ["a connection failure (08006)", rawPg("08006")],
+    ["too many connections (53300)", rawPg("53300")],
+    ["a statement timeout (57014)", wrapped("57014")],
+    ["a Node errno code", Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })],
+    ["a code that is no SQLSTATE", { code: "22P0", message: "x" }],
+  ])("%s stays a 500 with nothing internal", (_title, err) => {
+    const res = toHttpError(err);
+    expect(res).toEqual({ status: 500, body: { error: { code: "INTERNAL_ERROR", message: "internal error" } } });
+    expect(JSON.stringify(res.body)).not.toContain("s3cr3t");
+  });
+
+  it("sqlStateOf reads parent, original and the raw code, in that order", () => {
+    expect(sqlStateOf(wrapped("22P02"))).toBe("22P02");
+    expect(sqlStateOf({ parent: { code: "23505" }, code: 500 })).toBe("23505");
+    expect(sqlStateOf(rawPg("23502"))).toBe("23502");
+    expect(sqlStateOf(new Error("plain"))).toBeUndefined();
+    expect(sqlStateOf("23505")).toBeUndefined();
+    expect(sqlStateOf(null)).toBeUndefined();
   });
 });
 
@@ -60,6 +137,25 @@ describe("toHttpError: moleculer errors", () => {
     expect(body).toEqual({
       error: { code: "VALIDATION_ERROR", message: errors[0]!.message, details: { field: "maxPages", errors } },
     });
+  });
+
+  it("a $$strict refusal names the first unknown key as the field", () => {
+    const errors = [{ type: "objectStrict", message: "The object '' contains forbidden keys: 'fields, populate'.", expected: "page, pageSize", actual: "fields, populate" }];
+    const { status, body } = toHttpError(new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", errors));
+    expect(status).toBe(422);
+    expect(body.error).toMatchObject({ code: "VALIDATION_ERROR", message: "The 'fields' field is not allowed here (nor are 1 more).", details: { field: "fields" } });
+  });
+
+  it("a validator error echoes no more than a short piece of the value", () => {
+    const huge = "x".repeat(1_000_000);
+    const errors = [
+      { type: "string", field: "name", message: "The 'name' field must be a string.", actual: [huge] },
+      { type: "stringEnum", field: "status", message: "bad status", actual: huge },
+      { type: "objectStrict", message: "forbidden", actual: `${huge}, b` },
+    ];
+    const { body } = toHttpError(new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", errors));
+    expect(JSON.stringify(body).length).toBeLessThan(2_000);
+    expect((body.error.details as { errors: { actual?: unknown }[] }).errors[0]!.actual).toBeUndefined();
   });
 
   it("a validator error with an empty list still answers 422", () => {
@@ -102,7 +198,7 @@ describe("toHttpError: moleculer errors", () => {
 describe("toHttpError: the project's errors (lib/errors.ts)", () => {
   it.each<[string, unknown, number, string, object]>([
     ["ValidationError", new ValidationError("url", '"x" is not a URL'), 422, "VALIDATION_ERROR", { field: "url" }],
-    ["TargetNotAllowedError", new TargetNotAllowedError("10.0.0.1", "10.0.0.1"), 422, "TARGET_NOT_ALLOWED", { field: "url", host: "10.0.0.1", address: "10.0.0.1" }],
+    ["TargetNotAllowedError", new TargetNotAllowedError("10.0.0.1"), 422, "TARGET_NOT_ALLOWED", { field: "url", host: "10.0.0.1" }],
     ["NotFoundError", new NotFoundError("crawl", 7), 404, "NOT_FOUND", { entity: "crawl", id: 7 }],
     ["ConflictError", new ConflictError("crawl 7 is already succeeded", { id: 7, status: "succeeded" }), 409, "CONFLICT", { id: 7, status: "succeeded" }],
     ["UnavailableError", new UnavailableError("database unreachable", { retryInMs: 1000 }), 503, "UNAVAILABLE", { retryInMs: 1000 }],

@@ -1,0 +1,125 @@
+// Every route the gateway serves, and who may call each action: the one place a reader (and
+// the route census test) finds the API's access policy. An action that is reachable through an
+// alias but missing from ACTION_ACCESS stops the gateway at boot.
+import type { Access } from "../lib/request-guard";
+
+export const ACTION_ACCESS: Record<string, Access> = {
+  "api.health": "public",
+  // Anonymous callers get only { ready }; the checks' details need a token.
+  "api.ready": "public",
+  "crawls.create": "write",
+  "crawls.list": "read",
+  "crawls.get": "read",
+  "crawls.cancel": "write",
+  "pages.count": "read",
+  "pages.list": "read",
+  "pages.get": "read",
+  "inserts.create": "write",
+  "inserts.sync": "write",
+  "jobs.list": "read",
+  "jobs.get": "read",
+  "jobs.stop": "write",
+  "rows.count": "read",
+  "rows.list": "read",
+  "rows.clear": "write",
+  "users.list": "read",
+  "users.get": "read",
+  "users.create": "write",
+  "users.update": "write",
+  "throttle.cluster": "read",
+  "throttle.set": "write",
+  "backlog.get": "read",
+  "idTasks.create": "write",
+  "idTasks.list": "read",
+  "idTasks.get": "read",
+  "idTasks.update": "write",
+  "idTasks.slots": "read",
+};
+
+// 1,000,000 ids of up to 16 digits, with commas and some room.
+export const ID_TASK_BODY_LIMIT_BYTES = 20 * 1024 * 1024;
+
+// The users API, under /api and under the seed's path (/users/).
+const USER_ALIASES = {
+  "GET users": "users.list",
+  "POST users": "users.create",
+  "GET users/:id": "users.get",
+  "PUT users/:id": "users.update",
+  "PATCH users/:id": "users.update",
+};
+
+export interface RouteSpec {
+  path: string;
+  aliases: Record<string, string>;
+  /** The largest JSON body the route reads. */
+  bodyLimitBytes: number;
+  /** The seed's routes take numbers in the path (`/insert/500`). */
+  numericPathParams?: boolean;
+}
+
+export function routeSpecs(bodyLimitBytes: number): RouteSpec[] {
+  // Id-tasks have their own body limit (a task may hold 1,000,000 ids), under /api and under
+  // the seed's path.
+  const idTasks = (path: string): RouteSpec => ({
+    path,
+    bodyLimitBytes: ID_TASK_BODY_LIMIT_BYTES,
+    aliases: {
+      "POST /": "idTasks.create",
+      "GET /": "idTasks.list",
+      "GET /:id": "idTasks.get",
+      "PUT /:id": "idTasks.update",
+      "PATCH /:id": "idTasks.update",
+      "GET /:id/slots": "idTasks.slots",
+    },
+  });
+  return [
+    idTasks("/api/id-tasks"),
+    idTasks("/celery_ids_tasks"),
+    {
+      path: "/api",
+      bodyLimitBytes,
+      aliases: {
+        "POST crawls": "crawls.create",
+        "GET crawls": "crawls.list",
+        "GET crawls/:id": "crawls.get",
+        "DELETE crawls/:id": "crawls.cancel",
+        // Before pages/:id, so "count" is not taken for an id.
+        "GET pages/count": "pages.count",
+        "GET pages": "pages.list",
+        "GET pages/:id": "pages.get",
+        "POST inserts": "inserts.create",
+        "POST inserts/sync": "inserts.sync",
+        "GET jobs": "jobs.list",
+        "GET jobs/:id": "jobs.get",
+        "POST jobs/:id/stop": "jobs.stop",
+        // Before rows/:id would be; rows has no per-row route.
+        "GET rows/count": "rows.count",
+        "GET rows": "rows.list",
+        "DELETE rows": "rows.clear",
+        ...USER_ALIASES,
+        "GET throttle": "throttle.cluster",
+        "GET backlog": "backlog.get",
+        "PATCH throttle": "throttle.set",
+        "GET health": "api.health",
+        "GET ready": "api.ready",
+      },
+    },
+    {
+      // The seed Flask app's routes, with the same meaning, so its users switch by changing a
+      // host name. The GETs that change things are writes like any other.
+      path: "",
+      bodyLimitBytes,
+      numericPathParams: true,
+      aliases: {
+        "GET insert{/:rows}": "inserts.create",
+        "GET dpd_insert{/:rows}": "inserts.sync",
+        "GET status/:id": "jobs.get",
+        "GET stop/:id": "jobs.stop",
+        "GET get_data/count": "rows.count",
+        "GET get_data": "rows.list",
+        "GET delete_all": "rows.clear",
+        ...USER_ALIASES,
+      },
+    },
+  ];
+}
