@@ -47,6 +47,8 @@ export interface Runtime {
   activeJobs: Map<number, ActiveJob>;
   /** Where this process's boot is: the api answers health at once and readiness with this. */
   boot: BootStatus;
+  /** The ports this process listens on (API, metrics, embedded database): never crawlable. */
+  ownPorts(): number[];
 }
 
 export interface BootStatus {
@@ -162,6 +164,17 @@ export async function startSluice(config: Config): Promise<Sluice> {
     stopped: () => closeResources(),
   });
   const startedAt = Date.now();
+  // Looked up at each use: with PORT=0 and METRICS_PORT=0 they are known only once listening.
+  type Listening = { server?: { address(): { port: number } | string | null } } | null | undefined;
+  const portOf = (l: Listening): number[] => {
+    const address = l?.server?.address();
+    return address && typeof address === "object" ? [address.port] : [];
+  };
+  const ownPorts = () => [
+    ...portOf(broker.getLocalService("api") as unknown as Listening),
+    ...portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]),
+    ...(embedded ? [Number(new URL(embedded.url).port)] : []),
+  ];
   // Whether the process named `holder` is no longer a member of the cluster.
   const holderAbsent = (holder: string) => {
     if (holder === appName || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
@@ -270,7 +283,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
     const created = new Set<ServiceFactory>();
     for (const role of config.roles) {
       for (const factory of ROLE_SERVICES[role]) {
-        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs, boot }));
+        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs, boot, ownPorts }));
         created.add(factory);
       }
     }
@@ -285,9 +298,8 @@ export async function startSluice(config: Config): Promise<Sluice> {
     throw err;
   }
   // Both servers may sit on ephemeral ports (PORT=0, METRICS_PORT=0): report the real ones.
-  type Listening = { server?: { address(): { port: number } | null } } | null | undefined;
-  const apiPort = (broker.getLocalService("api") as unknown as Listening)?.server?.address()?.port;
-  const metricsPort = (broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]?.server?.address()?.port;
+  const apiPort = portOf(broker.getLocalService("api") as unknown as Listening)[0];
+  const metricsPort = portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0])[0];
   return {
     broker,
     config,

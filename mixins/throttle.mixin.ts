@@ -4,7 +4,7 @@
 // - concurrency (`maxConcurrent`): slots that are leases on Redis, renewed by their holder, so
 //   a node that dies gives its slots back (lib/leased-slots.ts, lib/lease-store.ts);
 // - the rate (Bottleneck's minTime, the spacing between starts): Bottleneck clustered on Redis,
-//   whose jobs are instant starts, so nothing stays held in it.
+//   with no maxConcurrent, so nothing a dead node leaves in it holds anyone back.
 // Without Redis both run in this process. When Redis fails, a node serves both from its share
 // of the limits (limit / nodes, rate / nodes); nothing queued is dropped. When Redis is ready
 // again, the node re-asserts the slots it holds and a fresh clustered rate limiter takes over
@@ -63,6 +63,8 @@ export interface HubOptions {
   holder: string;
   /** How long a slot lives without renewal; renewed four times per lease. */
   leaseMs: number;
+  /** How long a per-host limiter may sit idle before it is dropped (rebuilt on demand). */
+  idleLimiterMs: number;
 }
 
 // After a Redis error on a healthy connection, how long before the clustered limiters are rebuilt.
@@ -74,13 +76,18 @@ const WATCHDOG_INTERVAL_MS = 5_000;
 const STUCK_RETRY_MS = 60_000;
 // The check's own slot is leased as "<holder>~check".
 const CHECK_HOLDER_SUFFIX = "~check";
+// Per-host limiters (one per crawled host or upstream) idle this long are dropped, so their
+// number stays bounded by the hosts in use; their settings live on in Redis (or in overrides).
+const IDLE_LIMITER_MS = 10 * 60_000;
+const EVICT_INTERVAL_MS = 30_000;
+const PER_HOST_RESOURCE = /^(fetch|upstream):/;
 // How long stop() waits for slots still held to be released before it drops them.
 const STOP_RELEASE_WAIT_MS = 500;
 // Renewals per lease: a holder misses three in a row before its slots expire.
 const RENEWALS_PER_LEASE = 4;
 
-// Bottleneck holds only the rate: its jobs are instant starts, so a node that dies holds nothing
-// in it. Concurrency is the leases' (lib/leased-slots.ts).
+// Bottleneck holds only the rate (minTime); it has no maxConcurrent, so the jobs a dead node
+// leaves "running" in it hold nothing back. Concurrency is the leases' (lib/leased-slots.ts).
 const rateOptions = (spec: LimitSpec, share = 1): Bottleneck.ConstructorOptions => ({
   maxConcurrent: null,
   minTime: spec.rate ? Math.ceil(startSpacingMs(spec.rate, spec.exact) * share) : 0,
@@ -99,8 +106,6 @@ async function retire(limiter: Bottleneck | null): Promise<void> {
   clearInterval((limiter as unknown as { _store: { heartbeat?: NodeJS.Timeout } })._store.heartbeat);
 }
 
-const noop = async () => {};
-
 class ResourceLimiter {
   private clustered: Bottleneck | null = null;
   private local: Bottleneck;
@@ -112,6 +117,8 @@ class ResourceLimiter {
   private peakRunning = 0;
   private done = 0;
   private lastStart = Date.now();
+  /** When work last came through (ms): a per-host limiter idle for long is dropped. */
+  lastUsed = Date.now();
   sweeping = false;
   /** A check of expired holders waiting for one of this node's pooled connections. */
   pooledCheck: Promise<string[]> | null = null;
@@ -172,13 +179,18 @@ class ResourceLimiter {
     await retire(old);
   }
 
+  /** Nothing running, waiting or held: the limiter can be dropped and built again later. */
+  idleSince(now: number): number {
+    const busy = this.running + this.queued + (this.slots?.running ?? 0) + (this.slots?.queued ?? 0) > 0;
+    return busy ? 0 : now - this.lastUsed;
+  }
+
   async schedule<T>(fn: () => Promise<T>): Promise<T> {
+    this.lastUsed = Date.now();
     this.queued++;
     let started = false;
     let release: (() => void) | null = null;
-    try {
-      if (this.slots) release = await this.slots.acquire();
-      if (this.spec.rate) await this.start();
+    const run = async () => {
       this.queued--;
       started = true;
       this.running++;
@@ -189,31 +201,46 @@ class ResourceLimiter {
         this.running--;
         this.done++;
       }
+    };
+    try {
+      if (this.slots) release = await this.slots.acquire();
+      return this.spec.rate ? await this.rated(run, () => started) : await run();
     } finally {
       if (!started) this.queued--;
       release?.();
     }
   }
 
-  /** Waits for the rate to allow one more start, cluster-wide while Redis is up. */
-  private async start(): Promise<void> {
+  /**
+   * Runs `run` once the rate allows it, cluster-wide while Redis is up. It runs inside the
+   * Bottleneck job, with no hop in between: what the rate spaces is the call itself.
+   */
+  private async rated<T>(run: () => Promise<T>, started: () => boolean): Promise<T> {
+    let waiting = true;
+    const stopWaiting = () => {
+      if (waiting) this.waitingForStart--;
+      waiting = false;
+    };
     this.waitingForStart++;
+    const job = () => {
+      stopWaiting();
+      this.lastStart = Date.now();
+      return run();
+    };
     try {
       for (;;) {
         const limiter = this.clustered ?? this.local;
         try {
-          await limiter.schedule(noop);
-          this.lastStart = Date.now();
-          return;
+          return await limiter.schedule(job);
         } catch (err) {
-          if (limiter === this.local) throw err;
-          // The clustered limiter gave the start back: it was stopped for a fallback, or Redis
-          // failed under it. Either way the start comes from the local share.
+          if (limiter === this.local || started()) throw err;
+          // The clustered limiter gave the job back before running it: it was stopped for a
+          // fallback, or Redis failed under it. Either way it runs on the local share.
           if (this.clustered === limiter) this.hub.onRedisError(err as Error);
         }
       }
     } finally {
-      this.waitingForStart--;
+      stopWaiting();
     }
   }
 
@@ -272,6 +299,7 @@ export class LimiterHub {
   private readonly overrides = new Map<string, Partial<LimitSpec>>();
   private client: IORedis | null = null;
   private subscriber: IORedis | null = null;
+  private readonly evictor: NodeJS.Timeout;
   private recheck: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private renewer: NodeJS.Timeout | null = null;
@@ -288,6 +316,8 @@ export class LimiterHub {
   ) {
     this.holder = options.holder ?? `sluice:${crypto.randomUUID().slice(0, 8)}`;
     this.leaseMs = options.leaseMs ?? DEFAULT_THROTTLE_LEASE_MS;
+    this.evictor = setInterval(() => void this.evictIdle(options.idleLimiterMs ?? IDLE_LIMITER_MS), EVICT_INTERVAL_MS);
+    this.evictor.unref();
     if (!redisUrl) {
       this.connection = null;
       return;
@@ -481,6 +511,24 @@ export class LimiterHub {
     this.log.info(`${l.resource}: took back ${n} slot(s) of ${from}`);
   }
 
+  private async evictIdle(idleMs: number): Promise<void> {
+    const now = Date.now();
+    for (const l of [...this.limiters.values()]) {
+      if (!PER_HOST_RESOURCE.test(l.resource) || l.idleSince(now) < idleMs) continue;
+      this.limiters.delete(l.resource);
+      await l.stop();
+    }
+  }
+
+  /** How many resources carry a runtime change; `throttle set` refuses new ones past a cap. */
+  get overrideCount(): number {
+    return this.overrides.size;
+  }
+
+  hasLimiter(resource: string): boolean {
+    return this.limiters.has(resource);
+  }
+
   private unstick(): void {
     const now = Date.now();
     for (const l of this.limiters.values()) {
@@ -495,7 +543,7 @@ export class LimiterHub {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const t of [this.watchdog, this.renewer]) if (t) clearInterval(t);
+    for (const t of [this.watchdog, this.renewer, this.evictor]) if (t) clearInterval(t);
     if (this.recheck) clearTimeout(this.recheck);
     // Connection slots return a moment after their connection closed (SLOT_HANDOVER_DELAY_MS):
     // let those releases happen; whatever is still held then goes back now, not at expiry.

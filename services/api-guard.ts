@@ -5,7 +5,7 @@
 import crypto from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bodyParser from "body-parser";
-import { ForbiddenError, RequestError, UnauthorizedError, ValidationError } from "../lib/errors";
+import { ForbiddenError, NotFoundError, RequestError, UnauthorizedError, ValidationError } from "../lib/errors";
 import { authorize, bearerToken, isJsonContentType, isSupportedEncoding, jsonDepthExceeds, MAX_JSON_DEPTH, originAllowed, type Caller, type Tokens } from "../lib/request-guard";
 import { ACTION_ACCESS, type RouteSpec } from "./api-routes";
 
@@ -41,7 +41,7 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
     strict: true,
     // The depth is checked on the raw bytes, before JSON.parse builds anything.
     verify: (_req, _res, buf) => {
-      if (jsonDepthExceeds(buf)) throw new RequestError(400, "JSON_TOO_DEEP", `JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+      if (jsonDepthExceeds(buf)) throw new RequestError(400, "JSON_TOO_DEEP", `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, { field: "body" });
     },
     // Every JSON media type was checked before: parse whatever reaches the parser.
     type: () => true,
@@ -73,9 +73,12 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
     const found = this.resolveAlias(url, req.method);
     const action = found ? found.alias.action : undefined;
     if (!action) {
-      // Not an action: the dashboard's static files for GET, otherwise a 404. No body is read.
-      if (req.method === "GET" || req.method === "HEAD" || open) return next();
-      return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));
+      // Not an action. Outside the API's paths, GET and HEAD reach the dashboard's static files;
+      // anything else needs a token all the same and is then a 404. No body is read.
+      const known = open || caller === "reader" || caller === "writer";
+      if (route.path === "" && (known || req.method === "GET" || req.method === "HEAD")) return next();
+      if (!known) return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));
+      return next(new NotFoundError("route", `${req.method} ${url}`));
     }
     const verdict = authorize(ACTION_ACCESS[action] ?? "write", caller, open);
     if (verdict === 401) return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));

@@ -6,12 +6,11 @@ import { Agent } from "undici";
 import { fetchPage, type FetchOutcome } from "../lib/fetch-page";
 import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_FETCHED, METRIC_PAGES_SKIPPED } from "../lib/names";
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/robots";
-import { guardedConnector, type CrawlTargetPolicy } from "../lib/ssrf";
+import { CrawlTargetPolicy, guardedConnector } from "../lib/ssrf";
 import { extractPage, sameOrigin } from "../lib/url";
 import { announceCrawlJobs, claimUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type ClaimedUrl, type FetchRecord } from "../models/crawls";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../runtime";
-import { crawlTargetPolicy } from "./crawls.service";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
 // crawls whose last URLs were settled by two nodes at once.
@@ -89,7 +88,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
     },
 
     async started() {
-      this.policy = crawlTargetPolicy(config, this.broker);
+      this.policy = CrawlTargetPolicy.fromConfig(config, rt.ownPorts);
       this.agent = new Agent({ connections: crawl.hostConcurrency, keepAliveTimeout: 4_000, connect: guardedConnector(this.policy) });
       this.robots = new Map();
       this.inFlight = 0;

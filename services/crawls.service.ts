@@ -1,10 +1,9 @@
 // Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
-import type { Context, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/errors";
 import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/names";
 import { presentJob } from "../models/jobs";
 import { intIdParam, pageOf, paginationParams } from "../lib/params";
-import type { Config } from "../lib/config";
 import { assertPublicTarget, CrawlTargetPolicy } from "../lib/ssrf";
 import { normalizeUrl } from "../lib/url";
 import { announceCrawlJobs, cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
@@ -58,19 +57,7 @@ function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
  * The SSRF guard of this process: its config, plus the ports its API and metrics servers really
  * listen on, which PORT=0 or METRICS_PORT=0 leave to the system at start.
  */
-export function crawlTargetPolicy(config: Config, broker: ServiceBroker): CrawlTargetPolicy {
-  type Listening = { server?: { address(): unknown } } | null | undefined;
-  const portOf = (l: Listening): number[] => {
-    const address = l?.server?.address() as { port?: unknown } | null | undefined;
-    return typeof address?.port === "number" ? [address.port] : [];
-  };
-  return CrawlTargetPolicy.fromConfig(config, () => [
-    ...portOf(broker.getLocalService("api") as unknown as Listening),
-    ...portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]),
-  ]);
-}
-
-export default function crawlsService({ db, config }: Runtime): ServiceSchema<ServiceSettingSchema> {
+export default function crawlsService({ db, config, ownPorts }: Runtime): ServiceSchema<ServiceSettingSchema> {
   const view = async (crawl: CrawlRow) => present(crawl, (await crawlCounts(db, [crawl.id])).get(crawl.id)!);
   let policy: CrawlTargetPolicy;
 
@@ -78,7 +65,7 @@ export default function crawlsService({ db, config }: Runtime): ServiceSchema<Se
     name: "crawls",
 
     created() {
-      policy = crawlTargetPolicy(config, this.broker);
+      policy = CrawlTargetPolicy.fromConfig(config, ownPorts);
     },
 
     actions: {
@@ -89,6 +76,7 @@ export default function crawlsService({ db, config }: Runtime): ServiceSchema<Se
           url: { type: "string", min: 1, max: 2048 },
           maxPages: { type: "number", integer: true, min: 1, max: MAX_MAX_PAGES, optional: true },
           maxDepth: { type: "number", integer: true, min: 0, max: MAX_MAX_DEPTH, optional: true },
+          $$strict: true,
         },
         async handler(ctx: Context<CreateCrawlParams, HttpMeta>) {
           const url = normalizeUrl(ctx.params.url);

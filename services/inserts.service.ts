@@ -31,7 +31,7 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
       create: {
         // Not idempotent: the broker's retry (after a timeout, say) would create a second job.
         retryPolicy: { enabled: false },
-        params: { rows: rowsParam(MAX_INSERT_ROWS) },
+        params: { rows: rowsParam(MAX_INSERT_ROWS), $$strict: true },
         async handler(ctx: Context<{ rows?: number }, BodyMeta>) {
           requireBody(ctx);
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;
@@ -55,7 +55,7 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
         retryPolicy: { enabled: false },
         // Blocking by design: the caller waits for the rows, however long the queue for the database.
         timeout: 0,
-        params: { rows: rowsParam(MAX_SYNC_INSERT_ROWS) },
+        params: { rows: rowsParam(MAX_SYNC_INSERT_ROWS), $$strict: true },
         async handler(ctx: Context<{ rows?: number }, BodyMeta>) {
           requireBody(ctx);
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;

@@ -10,6 +10,21 @@ import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../runtime";
 
 export const METRICS_INTERVAL_MS = 1_000;
+const MAX_CONCURRENT_LIMIT = 10_000;
+const MAX_THROTTLE_OVERRIDES = 1_000;
+
+/** "db", or a per-host resource whose host[:port] is written as a URL writes it (lower case, no path). */
+export function isThrottleResource(resource: string): boolean {
+  if (resource === "db") return true;
+  const m = /^(fetch|upstream):(.{1,260})$/.exec(resource);
+  if (!m) return false;
+  try {
+    const url = new URL(`http://${m[2]}/`);
+    return url.host === m[2] && url.pathname === "/" && !url.username && !url.password;
+  } catch {
+    return false;
+  }
+}
 export const EVENT_THROTTLE_CHANGED = "throttle.changed";
 
 export interface ThrottleChange {
@@ -82,13 +97,18 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
       set: {
         params: {
           resource: { type: "string", min: 1, max: 300 },
-          maxConcurrent: { type: "number", integer: true, positive: true, optional: true, convert: true },
-          rate: { type: "string", optional: true },
+          maxConcurrent: { type: "number", integer: true, positive: true, max: MAX_CONCURRENT_LIMIT, optional: true, convert: true },
+          rate: { type: "string", max: 32, optional: true },
+          $$strict: true,
         },
         async handler(ctx: Context<{ resource: string; maxConcurrent?: number; rate?: string }>) {
           const { resource, maxConcurrent, rate } = ctx.params;
-          if (resource !== "db" && !resource.startsWith("fetch:")) {
-            throw new ValidationError("resource", `unknown resource "${resource}": use "db" or "fetch:<host>"`);
+          if (!isThrottleResource(resource)) {
+            throw new ValidationError("resource", 'unknown resource: use "db", "fetch:<host[:port]>" or "upstream:<host[:port]>"');
+          }
+          // Each changed resource is remembered on every node: their number is capped.
+          if (!limits.hasLimiter(resource) && limits.overrideCount >= MAX_THROTTLE_OVERRIDES) {
+            throw new ValidationError("resource", `at most ${MAX_THROTTLE_OVERRIDES} resources may carry runtime changes`);
           }
           if (maxConcurrent === undefined && rate === undefined) throw new ValidationError("maxConcurrent", "give maxConcurrent or rate");
           if (resource === "db" && rate !== undefined && !config.db.rate) {
