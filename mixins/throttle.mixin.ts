@@ -316,7 +316,8 @@ export class LimiterHub {
   ) {
     this.holder = options.holder ?? `sluice:${crypto.randomUUID().slice(0, 8)}`;
     this.leaseMs = options.leaseMs ?? DEFAULT_THROTTLE_LEASE_MS;
-    this.evictor = setInterval(() => void this.evictIdle(options.idleLimiterMs ?? IDLE_LIMITER_MS), EVICT_INTERVAL_MS);
+    const idleMs = options.idleLimiterMs ?? IDLE_LIMITER_MS;
+    this.evictor = setInterval(() => void this.evictIdle(idleMs), Math.min(EVICT_INTERVAL_MS, idleMs));
     this.evictor.unref();
     if (!redisUrl) {
       this.connection = null;
@@ -486,12 +487,19 @@ export class LimiterHub {
     // Its own holder name, so that renewing this node's slots does not drop it.
     const member = leaseMember(`${this.holder}${CHECK_HOLDER_SUFFIX}`, 1);
     const adoptFrom = expired.filter((h) => checked.absent(h));
-    const { granted, reclaimed } = await store.acquire(l.resource, [member], { leaseMs: this.leaseMs, limit: l.maxConcurrent ?? 1, reclaimExpired: false, adoptFrom });
+    const limit = l.maxConcurrent ?? 1;
+    const held = l.slots?.running ?? 0;
+    // A connection of its own only within this node's share: a slot that looks free in Redis may
+    // stand for a connection a node cut off from Redis opened on its fallback share.
+    const withinShare = held + 1 <= Math.max(1, Math.floor(limit / this.share(l.resource)));
+    const { granted, reclaimed } = withinShare
+      ? await store.acquire(l.resource, [member], { leaseMs: this.leaseMs, limit, reclaimExpired: false, adoptFrom })
+      : { granted: 0, reclaimed: 0 };
     if (reclaimed > 0) this.reclaimed(l, reclaimed, `${adoptFrom.join(", ")} (gone from the cluster), to check the rest`);
     if (granted === 0) {
       // No connection of this node's own to check with: the next sweep tries again (by then
       // the dead may count as gone from the cluster).
-      if ((l.slots?.running ?? 0) === 0) return [];
+      if (held === 0) return [];
       // One pooled check at a time, and the sweep does not wait for it longer than a lease:
       // every pooled connection may be busy with a long transaction.
       l.pooledCheck ??= checked.gone(expired, false).finally(() => (l.pooledCheck = null));

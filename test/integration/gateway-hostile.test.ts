@@ -113,6 +113,20 @@ describe("hostile requests at the gateway (embedded, API_TOKEN)", () => {
     await expectRefused("GET", path, {}, undefined, 422, "VALIDATION_ERROR", field);
   });
 
+  it.each([
+    ["foo"],
+    ["fetch:"],
+    ["fetch:Example.ORG"],
+    ["fetch:example.org/../x"],
+    ["fetch:user@example.org"],
+    ["fetch:example.org:99999"],
+    ["upstream:exa mple.org"],
+    ["db:connections"],
+  ])("PATCH /api/throttle for resource %j → 422 naming resource", async (resource) => {
+    const body = JSON.stringify({ resource, maxConcurrent: 2 });
+    await expectRefused("PATCH", "/api/throttle", { "content-type": "application/json" }, body, 422, "VALIDATION_ERROR", "resource");
+  });
+
   it("answers a 1 MB string in any field within a second, with the event loop free", async () => {
     const huge = "a@".repeat(MB / 2);
     const lag = monitorEventLoopDelay({ resolution: 10 });

@@ -187,4 +187,25 @@ describeWithServers(["REDIS_URL"], "leases on Redis", () => {
     one();
     (await next)();
   });
+
+  it("drops a per-host limiter left idle, and builds it again with the cluster's settings", async () => {
+    const a = new LimiterHub(REDIS_URL, prefix, () => 1, quiet, { holder: "sluice:a:000009", leaseMs: LEASE_MS, idleLimiterMs: 200 });
+    hubs.push(a);
+    await a.ready();
+    const spec: LimitSpec = { maxConcurrent: 3, rate: null };
+    await a.limiter("fetch:idle.example", spec).schedule(async () => {});
+    await a.limiter("db:connections", spec).schedule(async () => {});
+    await a.update("fetch:idle.example", { maxConcurrent: 1 });
+    await waitFor(() => (a.hasLimiter("fetch:idle.example") ? undefined : true), 5_000, "the idle per-host limiter to go");
+    // Only per-host limiters are dropped.
+    expect(a.hasLimiter("db:connections")).toBe(true);
+    // Built again on demand: the limit changed at runtime still holds (from Redis).
+    const one = await a.hold("fetch:idle.example", spec);
+    let two = false;
+    const next = a.hold("fetch:idle.example", spec).then((r) => ((two = true), r));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(two).toBe(false);
+    one();
+    (await next)();
+  });
 });

@@ -87,6 +87,18 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
     expect(tried).toBeGreaterThan(500);
   }, 120_000);
 
+  it("refuses a body from a caller without a token before reading it", async () => {
+    const before = calls();
+    const malformed = await fetch(`${base}/api/id-tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from("{not json") });
+    expect(malformed.status).toBe(401);
+    // 15 MB that would take a while to parse: refused at once, unread.
+    const started = Date.now();
+    const big = await fetch(`${base}/api/id-tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from(`{"ids":[${"1,".repeat(7_500_000)}1]}`) });
+    expect(big.status).toBe(401);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(calls()).toEqual(before);
+  });
+
   it("answers a CORS preflight from a listed origin with its headers, and tags its responses", async () => {
     const pre = await fetch(`${base}/api/crawls`, { method: "OPTIONS", headers: { origin: ORIGIN, "access-control-request-method": "POST" } });
     expect(pre.status).toBe(204);
