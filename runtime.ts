@@ -7,11 +7,11 @@ import { ServiceBroker, type ServiceSchema } from "moleculer";
 import pg from "pg";
 import { QueryTypes, type Sequelize } from "sequelize";
 import type { Config, Role } from "./lib/config";
-import { shareOf } from "./lib/budget";
+import { shareOf } from "./lib/throttle/budget";
 import { applicationName, budgetConnections, gateConnections, openSequelize, SLOT_HANDOVER_DELAY_MS } from "./lib/db";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./lib/embedded-pg";
 import { migrate } from "./lib/migrate";
-import { Semaphore } from "./lib/semaphore";
+import { Semaphore } from "./lib/throttle/semaphore";
 import { brokerOptions, nodesRunning } from "./moleculer.config";
 import apiService from "./services/api.service";
 import crawlsService from "./services/crawls.service";
@@ -30,7 +30,7 @@ import schedulerService from "./services/scheduler.service";
 import backlogService from "./services/backlog.service";
 import type { JobRow, JobView } from "./models/jobs";
 import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./lib/names";
-import { LimiterHub, type LimitSpec } from "./mixins/throttle.mixin";
+import { LimiterHub, type LimitSpec } from "./lib/throttle";
 
 export interface Runtime {
   config: Config;

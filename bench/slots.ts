@@ -8,7 +8,7 @@
 //    to the hidden limit, measured the same way.
 import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
-import { initialState, onSuccess, onThrottle, type AdaptiveState } from "../lib/adaptive-rate";
+import { initialState, onSuccess, onThrottle, type AdaptiveState } from "../lib/throttle/adaptive-rate";
 import { planSlots } from "../lib/slots";
 import { fetchProfile, upstreamUrlFor } from "../lib/upstream";
 import { serveUpstream } from "../fixtures/upstream-server";

@@ -37,9 +37,9 @@ import { generatedPageDepths, generatedPageLinks, serveGeneratedSite } from "../
 import { DEFAULT_DB_QUEUE_MAX, loadConfig } from "../lib/config";
 import { migrate } from "../lib/migrate";
 import { CHANNEL_PAGES, EVENT_CRAWL_FINISHED } from "../lib/names";
-import { formatRate, parseRate } from "../lib/rate";
-import { Semaphore } from "../lib/semaphore";
-import { LimiterHub } from "../mixins/throttle.mixin";
+import { formatRate, parseRate } from "../lib/throttle/rate";
+import { Semaphore } from "../lib/throttle/semaphore";
+import { LimiterHub } from "../lib/throttle";
 import { DB_CONNECTIONS_RESOURCE, startSluice, type Sluice } from "../runtime";
 import { INGEST_BATCH_SIZE, INGEST_MAX_IN_FLIGHT } from "../services/ingestor.service";
 import type { PageMessage } from "../services/crawler.service";

@@ -2,7 +2,7 @@
 // limiter (a throttle cuts an adaptive rate) and for the retry policy.
 import type { Readable } from "node:stream";
 import { request } from "undici";
-import { retryAfterMs } from "./adaptive-rate";
+import { retryAfterMs } from "./throttle/adaptive-rate";
 import { isStorableJson } from "./params";
 import { jsonDepthExceeds } from "./request-guard";
 

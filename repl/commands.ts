@@ -3,7 +3,7 @@ import type { ServiceBroker } from "moleculer";
 import type { CrawlView } from "../services/crawls.service";
 import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
 import type { JobView } from "../models/jobs";
-import { formatRate } from "../lib/rate";
+import { formatRate } from "../lib/throttle/rate";
 
 export const REPL_POLL_INTERVAL_MS = 500;
 

@@ -10,7 +10,7 @@ import { toHttpError } from "../lib/http-error";
 import { findNul, type Caller } from "../lib/request-guard";
 import { requestGuard, type GuardedRequest } from "./api-guard";
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
-import { holdersOf } from "../lib/leased-slots";
+import { holdersOf } from "../lib/throttle/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/names";
 import type { HttpMeta, Runtime } from "../runtime";
 import type { BodyMeta } from "./inserts.service";

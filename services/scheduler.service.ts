@@ -3,8 +3,8 @@
 // processes ids from it: the user's profile from the upstream API (under a known cluster-wide
 // rate, or an adaptive one), with a deadline and retries, then an upsert of the user.
 import type { ServiceSchema } from "moleculer";
-import { initialState, onSuccess, onThrottle } from "../lib/adaptive-rate";
-import { localAdaptiveStore, redisAdaptiveStore, type AdaptiveStore } from "../lib/adaptive-store";
+import { initialState, onSuccess, onThrottle } from "../lib/throttle/adaptive-rate";
+import { localAdaptiveStore, redisAdaptiveStore, type AdaptiveStore } from "../lib/throttle/adaptive-store";
 import { CHANNEL_IDS, EVENT_JOBS_UPDATED, EVENT_QUARTER } from "../lib/names";
 import { QUARTER_MINUTES } from "../lib/slots";
 import { realClock, sendSpread } from "../lib/spread";

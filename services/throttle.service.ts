@@ -2,10 +2,10 @@
 // from all nodes. The same figures go to Prometheus as gauges.
 import type { Context, ServiceSchema } from "moleculer";
 import { ValidationError } from "../lib/errors";
-import { formatRate, parseRate, type Rate } from "../lib/rate";
-import type { LimiterStats } from "../mixins/throttle.mixin";
-import { holdersOf, type HolderView } from "../lib/leased-slots";
-import type { SemaphoreStats } from "../lib/semaphore";
+import { formatRate, parseRate, type Rate } from "../lib/throttle/rate";
+import type { LimiterStats } from "../lib/throttle";
+import { holdersOf, type HolderView } from "../lib/throttle/leased-slots";
+import type { SemaphoreStats } from "../lib/throttle/semaphore";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../runtime";
 

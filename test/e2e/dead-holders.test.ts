@@ -5,7 +5,7 @@
 import IORedis from "ioredis";
 import pg from "pg";
 import { serveGeneratedSite } from "../../fixtures/site-server";
-import { LeaseStore, type Lease } from "../../lib/lease-store";
+import { LeaseStore, type Lease } from "../../lib/throttle/lease-store";
 import { connectionsByName, sampleConnections, type ConnectionSampler } from "../support/connections";
 import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
 import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";

@@ -1,6 +1,6 @@
 // The adaptive rate's state shared in Redis: two nodes' controllers are one.
-import { initialState, onSuccess, onThrottle } from "../../lib/adaptive-rate";
-import { redisAdaptiveStore, type AdaptiveStore } from "../../lib/adaptive-store";
+import { initialState, onSuccess, onThrottle } from "../../lib/throttle/adaptive-rate";
+import { redisAdaptiveStore, type AdaptiveStore } from "../../lib/throttle/adaptive-store";
 import { describeWithServers } from "../support/env";
 
 const BOUNDS = { minRate: 0.5, maxRate: 10_000 };

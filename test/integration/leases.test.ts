@@ -6,9 +6,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import IORedis from "ioredis";
-import { LEASE_SCRIPTS, LeaseStore, LUA_DIR } from "../../lib/lease-store";
+import { LEASE_SCRIPTS, LeaseStore, LUA_DIR } from "../../lib/throttle/lease-store";
 import { describeWithServers, waitFor } from "../support/env";
-import { LimiterHub, type LimitSpec } from "../../mixins/throttle.mixin";
+import { LimiterHub, type LimitSpec } from "../../lib/throttle";
 
 const REDIS_URL = process.env.REDIS_URL!;
 const LEASE_MS = 1_000;

@@ -1,7 +1,7 @@
 // One suite, two backends: the same limiter tests on Bottleneck's in-memory store and clustered
 // on real Redis (where two hubs stand for two nodes sharing the limits).
 import IORedis from "ioredis";
-import { LimiterHub } from "../../mixins/throttle.mixin";
+import { LimiterHub } from "../../lib/throttle";
 import { REQUIRE_SERVICES } from "../support/env";
 
 const REDIS_URL = process.env.REDIS_URL;

@@ -1,4 +1,4 @@
-import { shareOf } from "../../lib/budget";
+import { shareOf } from "../../lib/throttle/budget";
 
 describe("shareOf", () => {
   it("splits the budget so that the shares of any membership add up to at most the budget", () => {

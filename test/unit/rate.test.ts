@@ -1,5 +1,5 @@
 import { ValidationError } from "../../lib/errors";
-import { formatRate, minIntervalMs, parseRate, startSpacingMs } from "../../lib/rate";
+import { formatRate, minIntervalMs, parseRate, startSpacingMs } from "../../lib/throttle/rate";
 
 describe("parseRate", () => {
   it.each([

@@ -1,5 +1,5 @@
 import { QueueFullError } from "../../lib/errors";
-import { Semaphore } from "../../lib/semaphore";
+import { Semaphore } from "../../lib/throttle/semaphore";
 
 const tick = () => new Promise((r) => setImmediate(r));
 

@@ -1,6 +1,6 @@
 // One resource's concurrency slots as one node sees them: the slots it holds, the callers
 // waiting for one, and where slots come from. With Redis, from the cluster-wide leases
-// (lib/lease-store.ts); without it, or while it is down, from this node's local share. A
+// (lib/throttle/lease-store.ts); without it, or while it is down, from this node's local share. A
 // waiter is served as soon as a slot frees anywhere in the cluster (a pub/sub message), and
 // at the latest at the next poll.
 import { holderOf, leaseMember, type LeaseSnapshot, type LeaseStore } from "./lease-store";

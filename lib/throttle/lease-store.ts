@@ -1,4 +1,4 @@
-// Concurrency slots on Redis as leases (the Lua scripts in lib/lua/, one file each).
+// Concurrency slots on Redis as leases (the Lua scripts in lib/throttle/lua/, one file each).
 //
 // A slot is a member of one sorted set per resource, scored by its deadline on Redis's clock.
 // Its holder renews every slot it holds in one call a few times per lease; a holder that dies
