@@ -170,11 +170,9 @@ export async function startSluice(config: Config): Promise<Sluice> {
     const address = l?.server?.address();
     return address && typeof address === "object" ? [address.port] : [];
   };
-  const ownPorts = () => [
-    ...portOf(broker.getLocalService("api") as unknown as Listening),
-    ...portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]),
-    ...(embedded ? [Number(new URL(embedded.url).port)] : []),
-  ];
+  const apiPorts = () => portOf(broker.getLocalService("api") as unknown as Listening);
+  const metricsPorts = () => portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0]);
+  const ownPorts = () => [...apiPorts(), ...metricsPorts(), ...(embedded ? [Number(new URL(embedded.url).port)] : [])];
   // Whether the process named `holder` is no longer a member of the cluster.
   const holderAbsent = (holder: string) => {
     if (holder === appName || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
@@ -186,8 +184,8 @@ export async function startSluice(config: Config): Promise<Sluice> {
     const service = resource.startsWith("fetch:") ? "crawler" : "throttle";
     return nodesRunning(broker, service).length || 1;
   };
-  const limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing, broker.getLogger("throttle"), { holder: appName, leaseMs: config.throttleLeaseMs });
   const log = broker.getLogger("throttle");
+  const limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing, log, { holder: appName, leaseMs: config.throttleLeaseMs });
   // A connection slot whose holder stopped renewing comes back only once Postgres no longer
   // lists that holder's connections. A holder still in the cluster (cut off from Redis, not
   // from Postgres) keeps them; one that has left has its connections ended here.
@@ -298,8 +296,8 @@ export async function startSluice(config: Config): Promise<Sluice> {
     throw err;
   }
   // Both servers may sit on ephemeral ports (PORT=0, METRICS_PORT=0): report the real ones.
-  const apiPort = portOf(broker.getLocalService("api") as unknown as Listening)[0];
-  const metricsPort = portOf((broker.metrics as unknown as { reporter?: Listening[] }).reporter?.[0])[0];
+  const [apiPort] = apiPorts();
+  const [metricsPort] = metricsPorts();
   return {
     broker,
     config,

@@ -16,7 +16,7 @@ interface Gateway {
 }
 
 const PREFLIGHT_MAX_AGE_SECONDS = 600;
-const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+export const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 const digest = (s: string) => crypto.createHash("sha256").update(s).digest();
 
@@ -32,7 +32,7 @@ export function callerFrom(header: string | undefined, tokens: Tokens): Caller |
   return "invalid";
 }
 
-const hasBody = (req: IncomingMessage) => Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
+export const hasBody = (req: IncomingMessage) => Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
 
 export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: readonly string[]) {
   const open = tokens.write === null;

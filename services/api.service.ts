@@ -8,7 +8,7 @@ import IORedis from "ioredis";
 import { ValidationError } from "../lib/errors";
 import { toHttpError } from "../lib/http-error";
 import { findNul, type Caller } from "../lib/request-guard";
-import { requestGuard, type GuardedRequest } from "./api-guard";
+import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest } from "./api-guard";
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/throttle/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/names";
@@ -16,7 +16,6 @@ import type { HttpMeta, Runtime } from "../runtime";
 import type { BodyMeta } from "./inserts.service";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
-const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
@@ -30,8 +29,7 @@ export interface CallerMeta {
 
 /** A POST without a body is told so (422 naming "body"), where `{}` would take the defaults. */
 function markMissingBody(ctx: Context<unknown, BodyMeta>, _route: unknown, req: IncomingMessage): void {
-  const length = Number(req.headers["content-length"] ?? 0);
-  if (MUTATING.has(req.method ?? "") && !req.headers["transfer-encoding"] && !(length > 0)) ctx.meta.bodyMissing = true;
+  if (BODY_METHODS.has(req.method ?? "") && !hasBody(req)) ctx.meta.bodyMissing = true;
 }
 
 /** The seed's path numbers (`/insert/500`) arrive as strings: digits become numbers, anything else is left for validation to reject. */

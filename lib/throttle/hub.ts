@@ -29,7 +29,6 @@ export interface HubOptions {
   idleLimiterMs: number;
 }
 
-
 // After a Redis error on a healthy connection, how long before the clustered limiters are rebuilt.
 const REDIS_RECHECK_MS = 1_000;
 const WATCHDOG_INTERVAL_MS = 5_000;

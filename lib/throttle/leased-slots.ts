@@ -3,7 +3,7 @@
 // (lib/throttle/lease-store.ts); without it, or while it is down, from this node's local share. A
 // waiter is served as soon as a slot frees anywhere in the cluster (a pub/sub message), and
 // at the latest at the next poll.
-import { holderOf, leaseMember, type LeaseSnapshot, type LeaseStore } from "./lease-store";
+import { leaseMember, type LeaseSnapshot, type LeaseStore } from "./lease-store";
 
 export type Release = () => void;
 
@@ -215,4 +215,3 @@ export class LeasedSlots {
   }
 }
 
-export { holderOf };
