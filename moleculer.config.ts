@@ -2,7 +2,7 @@
 // transporter; distributed mode talks NATS, and its durable channels use JetStream.
 import type { BrokerOptions, ServiceBroker } from "moleculer";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import type { Config } from "./lib/config";
+import type { Config } from "./lib/platform/config";
 import { MemoryChannelAdapter } from "./transport/memory-channel-adapter";
 import { NatsChannelAdapter } from "./transport/nats-channel-adapter";
 import { replCommands } from "./repl/commands";

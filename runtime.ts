@@ -6,11 +6,11 @@ import path from "node:path";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import pg from "pg";
 import { QueryTypes, type Sequelize } from "sequelize";
-import type { Config, Role } from "./lib/config";
+import type { Config, Role } from "./lib/platform/config";
 import { shareOf } from "./lib/throttle/budget";
-import { applicationName, budgetConnections, gateConnections, openSequelize, SLOT_HANDOVER_DELAY_MS } from "./lib/db";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "./lib/embedded-pg";
-import { migrate } from "./lib/migrate";
+import { applicationName, budgetConnections, gateConnections, openSequelize, CONNECTION_HANDOVER_DELAY_MS } from "./lib/platform/db";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./lib/platform/embedded-pg";
+import { migrate } from "./lib/platform/migrate";
 import { Semaphore } from "./lib/throttle/semaphore";
 import { brokerOptions, nodesRunning } from "./moleculer.config";
 import apiService from "./services/api.service";
@@ -29,7 +29,7 @@ import usersService from "./services/users.service";
 import schedulerService from "./services/scheduler.service";
 import backlogService from "./services/backlog.service";
 import type { JobRow, JobView } from "./models/jobs";
-import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./lib/names";
+import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./lib/platform/names";
 import { LimiterHub, type LimitSpec } from "./lib/throttle";
 
 export interface Runtime {
@@ -42,7 +42,7 @@ export interface Runtime {
   /** Resizes this node's pool to its share of DB_BUDGET for the current membership. */
   rebalance(): void;
   /** Jobs running on this node at once: each holds a connection for its whole transaction. */
-  jobSlots: Semaphore;
+  jobPermits: Semaphore;
   /** The jobs running on this node, so that a stop request can abort one. */
   activeJobs: Map<number, ActiveJob>;
   /** Where this process's boot is: the api answers health at once and readiness with this. */
@@ -241,8 +241,8 @@ export async function startSluice(config: Config): Promise<Sluice> {
     : null;
   // One connection stays free of job transactions (for heartbeats, progress and reads), where
   // there are two or more.
-  const jobSlotsFor = (poolSize: number) => Math.max(1, Math.min(config.jobs.concurrency, poolSize - 1));
-  const jobSlots = new Semaphore("jobs", jobSlotsFor(poolMax), Number.MAX_SAFE_INTEGER);
+  const jobPermitsFor = (poolSize: number) => Math.max(1, Math.min(config.jobs.concurrency, poolSize - 1));
+  const jobPermits = new Semaphore("jobs", jobPermitsFor(poolMax), Number.MAX_SAFE_INTEGER);
   const activeJobs = new Map<number, ActiveJob>();
   const rebalance = () => {
     if (!pool) return;
@@ -250,7 +250,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
     // At least one: with more nodes than DB_BUDGET, the cluster-wide slots make the extra nodes wait.
     const size = Math.max(1, Math.min(config.db.nodeConcurrency, shareOf(config.db.budget, nodes, broker.nodeID)));
     pool.resize(size);
-    jobSlots.setLimit(jobSlotsFor(size));
+    jobPermits.setLimit(jobPermitsFor(size));
   };
   const stop = async () => {
     await broker.stop();
@@ -269,7 +269,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
         enter("migrating");
         await migrate(databaseUrl, appName, (msg) => broker.logger.info(msg));
       } finally {
-        setTimeout(release, SLOT_HANDOVER_DELAY_MS);
+        setTimeout(release, CONNECTION_HANDOVER_DELAY_MS);
       }
     } else {
       enter("migrating");
@@ -281,7 +281,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
     const created = new Set<ServiceFactory>();
     for (const role of config.roles) {
       for (const factory of ROLE_SERVICES[role]) {
-        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobSlots, activeJobs, boot, ownPorts }));
+        if (!created.has(factory)) broker.createService(factory({ config, db, dbGate, limits, rebalance, jobPermits, activeJobs, boot, ownPorts }));
         created.add(factory);
       }
     }

@@ -19,8 +19,8 @@ import { Readable } from "node:stream";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { createScratchDatabase, type ScratchDatabase } from "../fixtures/scratch-db";
-import { randomRowBatch, type RowBatch } from "../lib/random-rows";
-import { migrate } from "../lib/migrate";
+import { randomRowBatch, type RowBatch } from "../lib/loading/random-rows";
+import { migrate } from "../lib/platform/migrate";
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";

@@ -9,8 +9,8 @@
 import { execFileSync } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { initialState, onSuccess, onThrottle, type AdaptiveState } from "../lib/throttle/adaptive-rate";
-import { planSlots } from "../lib/slots";
-import { fetchProfile, upstreamUrlFor } from "../lib/upstream";
+import { planMinutes } from "../lib/scheduling/minute-planner";
+import { fetchProfile, upstreamUrlFor } from "../lib/scheduling/upstream";
 import { serveUpstream } from "../fixtures/upstream-server";
 
 const HIDDEN = Number(process.env.BENCH_HIDDEN_LIMIT ?? 50);
@@ -25,7 +25,7 @@ function planChild(n: number): void {
   let peak = process.memoryUsage().rss;
   const t0 = performance.now();
   let count = 0;
-  for (const _ of planSlots(ids(), 10)) {
+  for (const _ of planMinutes(ids(), 10)) {
     if (++count % 500_000 === 0) peak = Math.max(peak, process.memoryUsage().rss);
   }
   const seconds = (performance.now() - t0) / 1000;

@@ -1,8 +1,8 @@
 // `npm run demo`: the embedded system end to end. Serves the bundled sample site on loopback,
 // crawls it, runs a bulk-insert job and stops a second one part-way, schedules 300 ids against a
 // user API it serves itself, prints what happened, and exits 0 only if every count is exact.
-import { loadConfig } from "../lib/config";
-import { ConfigError } from "../lib/errors";
+import { loadConfig } from "../lib/platform/config";
+import { ConfigError } from "../lib/platform/errors";
 import { SAMPLE_SITE_EXPECTED, serveSampleSite } from "../fixtures/site-server";
 import { serveUpstream, type UpstreamServer } from "../fixtures/upstream-server";
 import { crawlAndWatch, isoTime, throttleRows, watchJob } from "../repl/commands";

@@ -1,9 +1,9 @@
 // `npm run migrate`: applies pending migrations to DATABASE_URL (or the embedded database).
 import path from "node:path";
-import { loadConfig } from "../lib/config";
-import { applicationName } from "../lib/db";
-import { startEmbeddedPostgres } from "../lib/embedded-pg";
-import { migrate } from "../lib/migrate";
+import { loadConfig } from "../lib/platform/config";
+import { applicationName } from "../lib/platform/db";
+import { startEmbeddedPostgres } from "../lib/platform/embedded-pg";
+import { migrate } from "../lib/platform/migrate";
 
 async function main(): Promise<void> {
   const config = loadConfig();

@@ -1,6 +1,6 @@
 // `npm start`: the long-lived server (`--repl` opens the REPL on top of it).
-import { loadConfig } from "../lib/config";
-import { ConfigError } from "../lib/errors";
+import { loadConfig } from "../lib/platform/config";
+import { ConfigError } from "../lib/platform/errors";
 import { startSluice } from "../runtime";
 
 async function main(): Promise<void> {

@@ -1,9 +1,9 @@
 // Crawls and their frontier, in SQL. The frontier lives in Postgres so that any number of
-// crawler nodes can share one crawl: they claim URLs with SKIP LOCKED, and a claim is a lease
-// that another node takes over if its holder dies. "Is it done?" is a question the table
+// crawler nodes can share one crawl: they lease URLs with SKIP LOCKED, and another node takes a
+// URL over once its lease expires (its holder died). "Is it done?" is a question the table
 // answers exactly: no URL is queued, being fetched, or fetched and awaiting the ingestor.
 import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
-import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/names";
+import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { createJob, presentJob, type JobRow, type JobView } from "./jobs";
 
 export const CRAWL_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
@@ -34,7 +34,7 @@ export interface CrawlCounts {
   skipped: number;
 }
 
-export interface ClaimedUrl {
+export interface LeasedUrl {
   crawlId: number;
   url: string;
   depth: number;
@@ -127,7 +127,7 @@ export async function cancelCrawl(db: Sequelize, id: number): Promise<CrawlRow |
 }
 
 /** Leases up to `limit` queued URLs of active crawls, shallowest first, and marks their crawls running. */
-export async function claimUrls(db: Sequelize, limit: number, nodeId: string, leaseMs: number, onStarted?: (crawlIds: number[]) => void): Promise<ClaimedUrl[]> {
+export async function leaseUrls(db: Sequelize, limit: number, nodeId: string, leaseMs: number, onStarted?: (crawlIds: number[]) => void): Promise<LeasedUrl[]> {
   return db.transaction(async (t) => {
     const rows = await select<{ crawl_id: number; url: string; depth: number; root_url: string; max_depth: number }>(
       db,
@@ -162,7 +162,7 @@ export async function claimUrls(db: Sequelize, limit: number, nodeId: string, le
 }
 
 /**
- * Records what fetching a claimed URL produced, and admits its new links, in one transaction:
+ * Records what fetching a leased URL produced, and admits its new links, in one transaction:
  * the frontier never looks empty while a page's links are still unrecorded. Returns false when
  * this node no longer held the lease (another node took the URL over); the caller then drops
  * its result.
@@ -172,7 +172,7 @@ export async function claimUrls(db: Sequelize, limit: number, nodeId: string, le
  * of concurrent inserts into pages and crawl_urls. (A plain FOR UPDATE here serialised every
  * fetch and every ingest batch of a crawl behind one row, measured with bench:crawl's trace.)
  */
-export async function recordFetch(db: Sequelize, claim: ClaimedUrl, nodeId: string, rec: FetchRecord, leaseMs: number): Promise<boolean> {
+export async function recordFetch(db: Sequelize, lease: LeasedUrl, nodeId: string, rec: FetchRecord, leaseMs: number): Promise<boolean> {
   const settle = (t?: Transaction) =>
     select<{ url: string }>(
       db,
@@ -182,10 +182,10 @@ export async function recordFetch(db: Sequelize, claim: ClaimedUrl, nodeId: stri
               leased_by = CASE WHEN $4 = 'fetched' THEN leased_by END
         WHERE crawl_id = $1 AND url = $2 AND state = 'fetching' AND leased_by = $3
         RETURNING url`,
-      [claim.crawlId, claim.url, nodeId, rec.state, rec.reason, rec.httpStatus, leaseMs / 1000],
+      [lease.crawlId, lease.url, nodeId, rec.state, rec.reason, rec.httpStatus, leaseMs / 1000],
       t,
     );
-  if (rec.links.length === 0 || rec.linkDepth > claim.maxDepth) return (await settle()).length > 0;
+  if (rec.links.length === 0 || rec.linkDepth > lease.maxDepth) return (await settle()).length > 0;
 
   return db.transaction(async (t) => {
     if ((await settle(t)).length === 0) return false;
@@ -199,7 +199,7 @@ export async function recordFetch(db: Sequelize, claim: ClaimedUrl, nodeId: stri
        SELECT link FROM unnest($2::text[]) WITH ORDINALITY AS l(link, n)
         WHERE NOT EXISTS (SELECT 1 FROM crawl_urls WHERE crawl_id = $1 AND url = l.link)
         ORDER BY n`,
-      [claim.crawlId, rec.links, rec.linkDepth],
+      [lease.crawlId, rec.links, rec.linkDepth],
       t,
     );
     if (fresh.length === 0) return true;
@@ -207,7 +207,7 @@ export async function recordFetch(db: Sequelize, claim: ClaimedUrl, nodeId: stri
       db,
       `SELECT max_pages - discovered AS room FROM crawls
         WHERE id = $1 AND status IN ('pending', 'running') FOR NO KEY UPDATE`,
-      [claim.crawlId],
+      [lease.crawlId],
       t,
     );
     if (!crawl || crawl.room <= 0) return true;
@@ -216,22 +216,22 @@ export async function recordFetch(db: Sequelize, claim: ClaimedUrl, nodeId: stri
       `INSERT INTO crawl_urls (crawl_id, url, depth)
        SELECT $1, link, $2 FROM unnest($3::text[]) AS link LIMIT $4
        ON CONFLICT DO NOTHING RETURNING url`,
-      [claim.crawlId, rec.linkDepth, fresh.map((f) => f.link), crawl.room],
+      [lease.crawlId, rec.linkDepth, fresh.map((f) => f.link), crawl.room],
       t,
     );
     if (admitted.length > 0) {
-      await db.query(`UPDATE crawls SET discovered = discovered + $2 WHERE id = $1`, { bind: [claim.crawlId, admitted.length], transaction: t });
+      await db.query(`UPDATE crawls SET discovered = discovered + $2 WHERE id = $1`, { bind: [lease.crawlId, admitted.length], transaction: t });
     }
     return true;
   });
 }
 
-/** Gives a URL this node leased back to the queue, not counting the claim as an attempt (a graceful stop). */
-export async function releaseLease(db: Sequelize, claim: ClaimedUrl, nodeId: string): Promise<void> {
+/** Gives a URL this node leased back to the queue, not counting the lease as an attempt (a graceful stop). */
+export async function releaseLease(db: Sequelize, lease: LeasedUrl, nodeId: string): Promise<void> {
   await db.query(
     `UPDATE crawl_urls SET state = 'queued', leased_by = NULL, lease_until = NULL, attempts = attempts - 1, updated_at = now()
       WHERE crawl_id = $1 AND url = $2 AND state = 'fetching' AND leased_by = $3`,
-    { bind: [claim.crawlId, claim.url, nodeId] },
+    { bind: [lease.crawlId, lease.url, nodeId] },
   );
 }
 
@@ -303,7 +303,7 @@ export async function runningCrawlIds(db: Sequelize): Promise<number[]> {
 
 /**
  * Hands URLs whose lease ran out (their node died, or their page message was lost) back to the
- * queue, or fails them once they have had `maxAttempts` claims.
+ * queue, or fails them once they have had `maxAttempts` leases.
  */
 export async function releaseExpiredLeases(db: Sequelize, maxAttempts: number): Promise<number> {
   const rows = await select<{ url: string }>(

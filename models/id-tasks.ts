@@ -1,7 +1,7 @@
 // Id-tasks in SQL: planning ids onto the shared calendar, dispatching a minute once, and
 // settling each id. An id-task is a job of kind 'id-task' (progress: ids settled of ids planned).
 import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
-import { MINUTES_PER_HOUR, planSlots, type Slot } from "../lib/slots";
+import { MINUTES_PER_HOUR, planMinutes, type MinutePick } from "../lib/scheduling/minute-planner";
 import { createJob, type JobRow } from "./jobs";
 
 export const SLOT_STATES = ["planned", "dispatched", "running", "done", "failed"] as const;
@@ -43,9 +43,9 @@ async function planInto(db: Sequelize, t: Transaction, taskId: number, ids: Iter
   }
   const iterator = ids[Symbol.iterator]();
   const source = { [Symbol.iterator]: () => iterator };
-  function* slots(): Generator<Slot> {
-    for (const s of planSlots(source, rpm, fill.slice(0, MINUTES_PER_HOUR), { from: first - hourStart, disperse: false })) yield { id: s.id, minute: hourStart + s.minute };
-    for (const s of planSlots(source, rpm, fill.slice(MINUTES_PER_HOUR))) yield { id: s.id, minute: hourStart + MINUTES_PER_HOUR + s.minute };
+  function* slots(): Generator<MinutePick> {
+    for (const s of planMinutes(source, rpm, fill.slice(0, MINUTES_PER_HOUR), { from: first - hourStart, disperse: false })) yield { id: s.id, minute: hourStart + s.minute };
+    for (const s of planMinutes(source, rpm, fill.slice(MINUTES_PER_HOUR))) yield { id: s.id, minute: hourStart + MINUTES_PER_HOUR + s.minute };
   }
   const perMinute = new Map<number, number>();
   let batchIds: number[] = [];

@@ -3,9 +3,9 @@
 // whole transaction back, and so does Postgres when the node dies: the table gets all of a
 // job's rows or none. Used by the job runner (channel) and by the blocking /api/inserts/sync.
 import type { Sequelize } from "sequelize";
-import type { JobSettings } from "../lib/config";
-import { JobStoppedError } from "../lib/errors";
-import { batchSizes, randomRowBatch } from "../lib/random-rows";
+import type { JobSettings } from "../lib/platform/config";
+import { JobStoppedError } from "../lib/platform/errors";
+import { batchSizes, randomRowBatch } from "../lib/loading/random-rows";
 import type { ActiveJob } from "../runtime";
 import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "./jobs";
 import { insertRowBatch } from "./rows";

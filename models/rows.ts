@@ -1,7 +1,7 @@
 // The rows table of the bulk-insert job: a sequelize model for moleculer-db's reads, and the
 // batch insert the job runs inside its transaction.
 import { DataTypes, QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from "sequelize";
-import type { RowBatch } from "../lib/random-rows";
+import type { RowBatch } from "../lib/loading/random-rows";
 
 export function defineRow(db: Sequelize): ModelStatic<Model> {
   return (

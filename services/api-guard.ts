@@ -5,8 +5,8 @@
 import crypto from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bodyParser from "body-parser";
-import { ForbiddenError, NotFoundError, RequestError, UnauthorizedError, ValidationError } from "../lib/errors";
-import { authorize, bearerToken, isJsonContentType, isSupportedEncoding, jsonDepthExceeds, MAX_JSON_DEPTH, originAllowed, type Caller, type Tokens } from "../lib/request-guard";
+import { ForbiddenError, NotFoundError, RequestError, UnauthorizedError, ValidationError } from "../lib/platform/errors";
+import { authorize, bearerToken, isJsonContentType, isSupportedEncoding, jsonDepthExceeds, MAX_JSON_DEPTH, originAllowed, type Caller, type Tokens } from "../lib/api/request-guard";
 import { ACTION_ACCESS, type RouteSpec } from "./api-routes";
 
 export type GuardedRequest = IncomingMessage & { parsedUrl?: string; body?: unknown; $caller?: Caller };

@@ -1,7 +1,7 @@
 // Every route the gateway serves, and who may call each action: the one place a reader (and
 // the route census test) finds the API's access policy. An action that is reachable through an
 // alias but missing from ACTION_ACCESS stops the gateway at boot.
-import type { Access } from "../lib/request-guard";
+import type { Access } from "../lib/api/request-guard";
 
 export const ACTION_ACCESS: Record<string, Access> = {
   "api.health": "public",

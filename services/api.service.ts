@@ -1,17 +1,17 @@
 // The HTTP gateway: REST under /api, the dashboard at /, health and readiness. Every error
-// leaves as { error: { code, message, details? } } (lib/http-error.ts).
+// leaves as { error: { code, message, details? } } (lib/api/http-error.ts).
 import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import ApiGateway from "moleculer-web";
 import type { Context, ServiceSchema } from "moleculer";
 import IORedis from "ioredis";
-import { ValidationError } from "../lib/errors";
-import { toHttpError } from "../lib/http-error";
-import { findNul, type Caller } from "../lib/request-guard";
+import { ValidationError } from "../lib/platform/errors";
+import { toHttpError } from "../lib/api/http-error";
+import { findNul, type Caller } from "../lib/api/request-guard";
 import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest } from "./api-guard";
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/throttle/leased-slots";
-import { DB_CONNECTIONS_RESOURCE } from "../lib/names";
+import { DB_CONNECTIONS_RESOURCE } from "../lib/platform/names";
 import type { HttpMeta, Runtime } from "../runtime";
 import type { BodyMeta } from "./inserts.service";
 

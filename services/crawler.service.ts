@@ -3,12 +3,12 @@
 // and sends fetched pages to the ingestor over the durable pages channel.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Agent } from "undici";
-import { fetchPage, type FetchOutcome } from "../lib/fetch-page";
-import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_FETCHED, METRIC_PAGES_SKIPPED } from "../lib/names";
-import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/robots";
-import { CrawlTargetPolicy, guardedConnector } from "../lib/ssrf";
-import { extractPage, sameOrigin } from "../lib/url";
-import { announceCrawlJobs, claimUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type ClaimedUrl, type FetchRecord } from "../models/crawls";
+import { fetchPage, type FetchOutcome } from "../lib/crawl/fetch-page";
+import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_FETCHED, METRIC_PAGES_SKIPPED } from "../lib/platform/names";
+import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/crawl/robots";
+import { CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
+import { extractPage, sameOrigin } from "../lib/crawl/url";
+import { announceCrawlJobs, leaseUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type LeasedUrl, type FetchRecord } from "../models/crawls";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../runtime";
 
@@ -16,7 +16,7 @@ import type { Runtime } from "../runtime";
 // crawls whose last URLs were settled by two nodes at once.
 export const POLL_INTERVAL_MS = 250;
 export const SWEEP_INTERVAL_MS = 2_000;
-// Claims of one URL before it is failed (each claim whose lease expires counts).
+// Leases of one URL before it is failed (each lease that expires counts).
 export const MAX_URL_ATTEMPTS = 3;
 // Longer links are not admitted: they are rarely real pages and can exceed Postgres's index row size.
 export const MAX_URL_LENGTH = 2048;
@@ -50,17 +50,17 @@ interface CrawlerVars {
   filling: boolean;
   stopping: boolean;
   timers: NodeJS.Timeout[];
-  /** Claims, fetches and sweeps under way: stopping waits for them so none outlives the pool. */
+  /** Leases, fetches and sweeps under way: stopping waits for them so none outlives the pool. */
   work: Set<Promise<unknown>>;
 }
 
 interface CrawlerMethods extends ThrottleMethods {
   track<T>(p: Promise<T>): Promise<T>;
   fill(): Promise<void>;
-  crawlOne(claim: ClaimedUrl): Promise<void>;
+  crawlOne(lease: LeasedUrl): Promise<void>;
   fetchPolitely(url: string, readAnyText?: boolean): Promise<FetchOutcome>;
-  robotsFor(claim: ClaimedUrl): Promise<RobotsRules>;
-  settle(claim: ClaimedUrl, outcome: FetchOutcome): Promise<void>;
+  robotsFor(lease: LeasedUrl): Promise<RobotsRules>;
+  settle(lease: LeasedUrl, outcome: FetchOutcome): Promise<void>;
   sweep(): Promise<void>;
 }
 
@@ -121,39 +121,39 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         try {
           const room = crawl.nodeConcurrency - this.inFlight;
           if (room <= 0) return;
-          const claims = await this.track(claimUrls(db, room, this.broker.nodeID, crawl.leaseMs, (started) => void announceCrawlJobs(db, this.broker, started).catch(() => {})));
-          for (const claim of claims) {
+          const leases = await this.track(leaseUrls(db, room, this.broker.nodeID, crawl.leaseMs, (started) => void announceCrawlJobs(db, this.broker, started).catch(() => {})));
+          for (const lease of leases) {
             this.inFlight++;
-            void this.track(this.crawlOne(claim)).finally(() => {
+            void this.track(this.crawlOne(lease)).finally(() => {
               this.inFlight--;
               void this.fill();
             });
           }
         } catch (err) {
-          this.logger.warn("Claiming URLs failed; retrying on the next tick", err);
+          this.logger.warn("Leasing URLs failed; retrying on the next tick", err);
         } finally {
           this.filling = false;
         }
       },
 
-      async crawlOne(claim: ClaimedUrl) {
+      async crawlOne(lease: LeasedUrl) {
         try {
-          const robots = await this.robotsFor(claim);
-          const outcome: FetchOutcome = robots.isAllowed(claim.url)
-            ? await this.fetchPolitely(claim.url)
+          const robots = await this.robotsFor(lease);
+          const outcome: FetchOutcome = robots.isAllowed(lease.url)
+            ? await this.fetchPolitely(lease.url)
             : { kind: "skipped", reason: "disallowed by robots.txt" };
-          await this.settle(claim, outcome);
+          await this.settle(lease, outcome);
         } catch (err) {
           if (this.stopping) {
             // Hand the URL back now rather than when its lease runs out.
-            await releaseLease(db, claim, this.broker.nodeID).catch(() => {});
+            await releaseLease(db, lease, this.broker.nodeID).catch(() => {});
             return;
           }
-          this.logger.error(`Crawling ${claim.url} failed`, err);
+          this.logger.error(`Crawling ${lease.url} failed`, err);
           // Record the failure if the database lets us; if not, the lease runs out and the URL is retried.
           const reason = `could not record the result: ${(err as Error).message}`.slice(0, 500);
           const failed: FetchRecord = { state: "failed", reason, httpStatus: null, links: [], linkDepth: 0 };
-          await recordFetch(db, claim, this.broker.nodeID, failed, crawl.leaseMs).catch(() => {});
+          await recordFetch(db, lease, this.broker.nodeID, failed, crawl.leaseMs).catch(() => {});
         }
       },
 
@@ -174,11 +174,11 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         });
       },
 
-      robotsFor(claim: ClaimedUrl) {
-        const key = `${claim.crawlId} ${new URL(claim.url).origin}`;
+      robotsFor(lease: LeasedUrl) {
+        const key = `${lease.crawlId} ${new URL(lease.url).origin}`;
         let rules = this.robots.get(key);
         if (!rules) {
-          const robotsUrl = robotsUrlFor(claim.url);
+          const robotsUrl = robotsUrlFor(lease.url);
           rules = this.fetchPolitely(robotsUrl, true).then((res) => {
             if (res.kind === "ok") return parseRobots(robotsUrl, res.body);
             // RFC 9309: a 4xx robots.txt means no rules; an unreachable one means "disallow all".
@@ -192,17 +192,17 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         return rules;
       },
 
-      async settle(claim: ClaimedUrl, outcome: FetchOutcome) {
+      async settle(lease: LeasedUrl, outcome: FetchOutcome) {
         let rec: FetchRecord;
         let page: PageMessage | null = null;
         if (outcome.kind === "ok") {
           const { title, links } = extractPage(outcome.body, outcome.url);
-          const sameSite = links.filter((l) => l.length <= MAX_URL_LENGTH && sameOrigin(l, claim.rootUrl));
-          rec = { state: "fetched", reason: null, httpStatus: outcome.status, links: sameSite, linkDepth: claim.depth + 1 };
+          const sameSite = links.filter((l) => l.length <= MAX_URL_LENGTH && sameOrigin(l, lease.rootUrl));
+          rec = { state: "fetched", reason: null, httpStatus: outcome.status, links: sameSite, linkDepth: lease.depth + 1 };
           page = {
-            crawlId: claim.crawlId,
-            url: claim.url,
-            depth: claim.depth,
+            crawlId: lease.crawlId,
+            url: lease.url,
+            depth: lease.depth,
             status: outcome.status,
             contentType: outcome.contentType,
             title,
@@ -217,16 +217,16 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
           }
         } else if (outcome.kind === "redirect") {
           // The target is crawled as a URL of its own, so each page is stored once under the URL that serves it.
-          rec = { state: "skipped", reason: `redirected to ${outcome.to}`, httpStatus: outcome.status, links: [outcome.to], linkDepth: claim.depth };
+          rec = { state: "skipped", reason: `redirected to ${outcome.to}`, httpStatus: outcome.status, links: [outcome.to], linkDepth: lease.depth };
         } else {
           rec = { state: outcome.kind, reason: outcome.reason, httpStatus: outcome.status ?? null, links: [], linkDepth: 0 };
         }
-        const held = await recordFetch(db, claim, this.broker.nodeID, rec, crawl.leaseMs);
+        const held = await recordFetch(db, lease, this.broker.nodeID, rec, crawl.leaseMs);
         if (!held) return;
         const metric = { fetched: METRIC_PAGES_FETCHED, failed: METRIC_PAGES_FAILED, skipped: METRIC_PAGES_SKIPPED }[rec.state];
         this.broker.metrics.increment(metric);
         if (page) await this.broker.sendToChannel(CHANNEL_PAGES, page);
-        else await finishAndAnnounce(db, this.broker, claim.crawlId);
+        else await finishAndAnnounce(db, this.broker, lease.crawlId);
       },
 
 

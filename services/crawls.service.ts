@@ -1,11 +1,11 @@
 // Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { ConflictError, NotFoundError, ValidationError } from "../lib/errors";
-import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/names";
+import { ConflictError, NotFoundError, ValidationError } from "../lib/platform/errors";
+import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { presentJob } from "../models/jobs";
-import { intIdParam, pageOf, paginationParams } from "../lib/params";
-import { assertPublicTarget, CrawlTargetPolicy } from "../lib/ssrf";
-import { normalizeUrl } from "../lib/url";
+import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
+import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
+import { normalizeUrl } from "../lib/crawl/url";
 import { announceCrawlJobs, cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
 import type { HttpMeta, Runtime } from "../runtime";
 

@@ -1,9 +1,9 @@
 // Id-tasks (seed: DRF + Celery): a list of user ids, spread over the minutes of the hour under an
 // RPM cap, each processed in its minute by the scheduler. The records and their changes.
 import type { Context, ServiceSchema } from "moleculer";
-import { NotFoundError, ValidationError } from "../lib/errors";
-import { EVENT_JOBS_UPDATED } from "../lib/names";
-import { intIdParam, pageOf, paginationParams } from "../lib/params";
+import { NotFoundError, ValidationError } from "../lib/platform/errors";
+import { EVENT_JOBS_UPDATED } from "../lib/platform/names";
+import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { createIdTask, getIdTasks, listSlots, replanIdTask, setPaused, slotCounts } from "../models/id-tasks";
 import { getJob, listJobs, presentJob, type JobRow } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../runtime";

@@ -3,8 +3,8 @@
 // acknowledged only after the transaction holding its row has committed.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { QueryTypes } from "sequelize";
-import { Batcher } from "../lib/batcher";
-import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/names";
+import { Batcher } from "../lib/platform/batcher";
+import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
 import { finishAndAnnounce, markStored } from "../models/crawls";
 import type { Runtime } from "../runtime";
 import type { PageMessage } from "./crawler.service";

@@ -2,8 +2,8 @@
 // queues the job on the durable jobs channel; `sync` is the seed's blocking variant, kept for
 // contrast: it runs the same job inside the request.
 import type { Context, ServiceSchema } from "moleculer";
-import { NotQueuedError, ValidationError } from "../lib/errors";
-import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/names";
+import { NotQueuedError, ValidationError } from "../lib/platform/errors";
+import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { runRegistered } from "../models/insert-job";
 import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../runtime";

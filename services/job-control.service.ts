@@ -2,7 +2,7 @@
 // The stop action calls it on each such node (a request, not an event, so that the stop's
 // answer can say the job is cancelled and its rows are gone).
 import type { Context, ServiceSchema } from "moleculer";
-import { intIdParam } from "../lib/params";
+import { intIdParam } from "../lib/api/params";
 import type { JobRow } from "../models/jobs";
 import type { Runtime } from "../runtime";
 

@@ -3,7 +3,7 @@
 // message stays unacknowledged while the job runs and is kept alive on every heartbeat; a node
 // killed mid-job stops doing that, and JetStream hands the job to another ingestor.
 import type { ServiceSchema } from "moleculer";
-import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/names";
+import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { runRegistered } from "../models/insert-job";
 import type { Runtime } from "../runtime";
 
@@ -23,7 +23,7 @@ interface RawMessage {
   working?(): void;
 }
 
-export default function jobRunnerService({ db, config, jobSlots, activeJobs }: Runtime): ServiceSchema {
+export default function jobRunnerService({ db, config, jobPermits, activeJobs }: Runtime): ServiceSchema {
   return {
     name: "jobRunner",
 
@@ -38,7 +38,7 @@ export default function jobRunnerService({ db, config, jobSlots, activeJobs }: R
           const waiting = setInterval(keepAlive, config.jobs.heartbeatMs);
           let release: () => void;
           try {
-            release = await jobSlots.acquire();
+            release = await jobPermits.acquire();
           } finally {
             clearInterval(waiting);
           }

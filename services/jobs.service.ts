@@ -1,9 +1,9 @@
 // The result backend: every long operation is a job row. Reads, stop, and the reaper that
 // sends a job whose node died back to pending (or to failed, when its attempts are spent).
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { ConflictError, NotFoundError } from "../lib/errors";
-import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/names";
-import { intIdParam, pageOf, paginationParams } from "../lib/params";
+import { ConflictError, NotFoundError } from "../lib/platform/errors";
+import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
+import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { staleAfterMs } from "../models/insert-job";
 import { withCrawlProgress } from "../models/crawls";
 import { cancelJob, FINISHED_JOB_STATUSES, getJob, JOB_KINDS, JOB_STATUSES, listJobs, pendingJobIds, presentJob, reapJobs, touchStalePending, type JobKind, type JobRow, type JobStatus } from "../models/jobs";

@@ -1,11 +1,11 @@
 // Read access to stored pages (moleculer-db over the shared pool). Writes belong to the
 // ingestor alone, so moleculer-db's write actions are switched off.
 import type { Context, ServiceSchema } from "moleculer";
-import { NotFoundError } from "../lib/errors";
+import { NotFoundError } from "../lib/platform/errors";
 import { DbMixin } from "../mixins/db.mixin";
 import { definePage } from "../models/page.model";
 import type { Runtime } from "../runtime";
-import { idParam, pageOf, paginationParams } from "../lib/params";
+import { idParam, pageOf, paginationParams } from "../lib/api/params";
 
 interface PageQuery {
   crawl?: number;

@@ -1,8 +1,8 @@
 // The rows that bulk-insert jobs write: count, a paginated list, and clearing the table
 // (moleculer-db reads over the shared pool; writes belong to the insert jobs).
 import type { Context, ServiceSchema } from "moleculer";
-import { ConflictError } from "../lib/errors";
-import { pageOf, paginationParams } from "../lib/params";
+import { ConflictError } from "../lib/platform/errors";
+import { pageOf, paginationParams } from "../lib/api/params";
 import { DbMixin } from "../mixins/db.mixin";
 import { clearRows, defineRow } from "../models/rows";
 import type { Runtime } from "../runtime";

@@ -5,10 +5,10 @@
 import type { ServiceSchema } from "moleculer";
 import { initialState, onSuccess, onThrottle } from "../lib/throttle/adaptive-rate";
 import { localAdaptiveStore, redisAdaptiveStore, type AdaptiveStore } from "../lib/throttle/adaptive-store";
-import { CHANNEL_IDS, EVENT_JOBS_UPDATED, EVENT_QUARTER } from "../lib/names";
-import { QUARTER_MINUTES } from "../lib/slots";
-import { realClock, sendSpread } from "../lib/spread";
-import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from "../lib/upstream";
+import { CHANNEL_IDS, EVENT_JOBS_UPDATED, EVENT_QUARTER } from "../lib/platform/names";
+import { QUARTER_MINUTES } from "../lib/scheduling/minute-planner";
+import { realClock, sendSpread } from "../lib/scheduling/spread";
+import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from "../lib/scheduling/upstream";
 import { claimMinute, dispatchDue, minutesSummary, minuteOf, replanOrphans, replanUndelivered, settleSlot, startSlot, upsertUser } from "../models/id-tasks";
 import { presentJob, type JobRow } from "../models/jobs";
 import { ThrottleMixin } from "../mixins/throttle.mixin";

@@ -1,7 +1,7 @@
 // Every node reports its limits here; GET /api/throttle and the REPL's `throttle` gather them
 // from all nodes. The same figures go to Prometheus as gauges.
 import type { Context, ServiceSchema } from "moleculer";
-import { ValidationError } from "../lib/errors";
+import { ValidationError } from "../lib/platform/errors";
 import { formatRate, parseRate, type Rate } from "../lib/throttle/rate";
 import type { LimiterStats } from "../lib/throttle";
 import { holdersOf, type HolderView } from "../lib/throttle/leased-slots";

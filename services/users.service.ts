@@ -6,8 +6,8 @@
 // its parameters itself and hands moleculer-db's methods only values built from allow-lists.
 import type { Context, ServiceSchema } from "moleculer";
 import { DataTypes, type Model, type ModelStatic, type Sequelize } from "sequelize";
-import { ConflictError, NotFoundError, ValidationError } from "../lib/errors";
-import { sqlStateOf } from "../lib/http-error";
+import { ConflictError, NotFoundError, ValidationError } from "../lib/platform/errors";
+import { sqlStateOf } from "../lib/api/http-error";
 import {
   DEFAULT_PAGE_LIMIT,
   escapeLike,
@@ -23,7 +23,7 @@ import {
   parseNames,
   parseText,
   textFilter,
-} from "../lib/params";
+} from "../lib/api/params";
 import { DbMixin } from "../mixins/db.mixin";
 import type { Runtime } from "../runtime";
 

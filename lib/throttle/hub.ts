@@ -14,8 +14,8 @@
 import crypto from "node:crypto";
 import Bottleneck from "bottleneck";
 import IORedis from "ioredis";
-import { DEFAULT_THROTTLE_LEASE_MS } from "../config";
-import { SLOT_HANDOVER_DELAY_MS } from "../db";
+import { DEFAULT_THROTTLE_LEASE_MS } from "../platform/config";
+import { CONNECTION_HANDOVER_DELAY_MS } from "../platform/db";
 import { leaseMember, LeaseStore } from "./lease-store";
 import type { SlotsEnv } from "./leased-slots";
 import { ResourceLimiter, STUCK_AFTER_MS, type CheckedReclaim, type LimiterStats, type LimitSpec } from "./resource-limiter";
@@ -267,7 +267,7 @@ export class LimiterHub {
     try {
       return await checked.gone(expired, true);
     } finally {
-      setTimeout(() => void store.release(l.resource, [member]).catch(() => {}), SLOT_HANDOVER_DELAY_MS).unref();
+      setTimeout(() => void store.release(l.resource, [member]).catch(() => {}), CONNECTION_HANDOVER_DELAY_MS).unref();
     }
   }
 
@@ -310,7 +310,7 @@ export class LimiterHub {
     this.stopping = true;
     for (const t of [this.watchdog, this.renewer, this.evictor]) if (t) clearInterval(t);
     if (this.recheck) clearTimeout(this.recheck);
-    // Connection slots return a moment after their connection closed (SLOT_HANDOVER_DELAY_MS):
+    // Connection slots return a moment after their connection closed (CONNECTION_HANDOVER_DELAY_MS):
     // let those releases happen; whatever is still held then goes back now, not at expiry.
     const deadline = Date.now() + STOP_RELEASE_WAIT_MS;
     while (Date.now() < deadline && [...this.limiters.values()].some((l) => (l.slots?.running ?? 0) > 0)) {

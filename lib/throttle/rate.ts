@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors";
+import { ValidationError } from "../platform/errors";
 
 export interface Rate {
   count: number;

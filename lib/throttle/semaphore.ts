@@ -2,7 +2,7 @@
 // A full queue rejects at once (the caller answers 429 and the client retries) instead of
 // letting work pile up without bound or hang. A plain semaphore: the bulkhead sits in front of
 // every database operation, and Bottleneck's local store costs ~4.8 ms a job (STACK.md).
-import { QueueFullError } from "../errors";
+import { QueueFullError } from "../platform/errors";
 
 export interface SemaphoreStats {
   limit: number;

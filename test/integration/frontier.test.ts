@@ -1,5 +1,5 @@
 // The frontier's recovery rules, driven directly against the embedded database (no crawler runs).
-import { claimUrls, crawlCounts, createCrawl, finishIfDone, getCrawl, releaseExpiredLeases } from "../../models/crawls";
+import { leaseUrls, crawlCounts, createCrawl, finishIfDone, getCrawl, releaseExpiredLeases } from "../../models/crawls";
 import type { Sluice } from "../../runtime";
 import { startEmbedded } from "../support/env";
 
@@ -16,12 +16,12 @@ describe("crawl frontier", () => {
     const { db } = sluice;
     const { crawl } = await createCrawl(db, "http://127.0.0.1:9/", 10, 1);
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const claimed = await claimUrls(db, 10, "dead-node", 1);
+      const claimed = await leaseUrls(db, 10, "dead-node", 1);
       expect(claimed.map((c) => c.url)).toEqual(["http://127.0.0.1:9/"]);
       await pause(20);
       expect(await releaseExpiredLeases(db, 3)).toBe(1);
     }
-    expect(await claimUrls(db, 10, "dead-node", 1)).toEqual([]);
+    expect(await leaseUrls(db, 10, "dead-node", 1)).toEqual([]);
     expect((await crawlCounts(db, [crawl.id])).get(crawl.id)).toMatchObject({ discovered: 1, failed: 1, queued: 0, fetching: 0 });
     expect(await finishIfDone(db, crawl.id)).toBe("failed");
     expect((await getCrawl(db, crawl.id))?.error).toBe("root URL failed: gave up after 3 attempts");

@@ -1,8 +1,8 @@
 // Migrations are idempotent and safe when several processes boot at once.
 import path from "node:path";
 import pg from "pg";
-import { startEmbeddedPostgres } from "../../lib/embedded-pg";
-import { migrate } from "../../lib/migrate";
+import { startEmbeddedPostgres } from "../../lib/platform/embedded-pg";
+import { migrate } from "../../lib/platform/migrate";
 import { createTestDatabase, describeWithServers, tempDir } from "../support/env";
 
 async function tables(url: string): Promise<string[]> {

@@ -3,7 +3,7 @@
 // and a profile the database could not store is a failed call, not a failed upsert.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { fetchProfile, MAX_UPSTREAM_BODY_BYTES } from "../../lib/upstream";
+import { fetchProfile, MAX_UPSTREAM_BODY_BYTES } from "../../lib/scheduling/upstream";
 
 const CHUNK = Buffer.alloc(64 * 1024, "x");
 // Far more than the cap and the loopback socket buffers could hold between them.

@@ -5,7 +5,7 @@ import { createScratchDatabase, type ScratchDatabase } from "../../fixtures/scra
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { loadConfig, type Config } from "../../lib/config";
+import { loadConfig, type Config } from "../../lib/platform/config";
 import { startSluice, type Sluice } from "../../runtime";
 
 export const REQUIRE_SERVICES = process.env.REQUIRE_SERVICES === "1";

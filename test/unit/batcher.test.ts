@@ -1,4 +1,4 @@
-import { Batcher } from "../../lib/batcher";
+import { Batcher } from "../../lib/platform/batcher";
 
 describe("Batcher", () => {
   it("flushes full batches at once and the rest after maxWaitMs", async () => {

@@ -1,5 +1,5 @@
-import { loadConfig, DEFAULT_PORT, DEFAULT_CRAWL_HOST_CONCURRENCY } from "../../lib/config";
-import { ConfigError } from "../../lib/errors";
+import { loadConfig, DEFAULT_PORT, DEFAULT_CRAWL_HOST_CONCURRENCY } from "../../lib/platform/config";
+import { ConfigError } from "../../lib/platform/errors";
 
 describe("loadConfig", () => {
   it("defaults to the embedded mode with every service", () => {

@@ -11,7 +11,7 @@ import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
-import { loadConfig, ROLES } from "../../lib/config";
+import { loadConfig, ROLES } from "../../lib/platform/config";
 
 const ROOT = path.join(__dirname, "..", "..");
 const K8S = path.join(ROOT, "k8s");

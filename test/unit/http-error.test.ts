@@ -3,8 +3,8 @@
 import { Errors as MoleculerErrors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { DatabaseError, ForeignKeyConstraintError, UniqueConstraintError } from "sequelize";
-import { ConflictError, NotFoundError, TargetNotAllowedError, UnavailableError, ValidationError } from "../../lib/errors";
-import { sqlStateOf, toHttpError } from "../../lib/http-error";
+import { ConflictError, NotFoundError, TargetNotAllowedError, UnavailableError, ValidationError } from "../../lib/platform/errors";
+import { sqlStateOf, toHttpError } from "../../lib/api/http-error";
 
 /** A pg driver error as Sequelize receives it. */
 const pgError = (code: string, message: string) => Object.assign(new Error(message), { code, sql: "INSERT INTO pages (url) VALUES ($1)" });
@@ -195,7 +195,7 @@ describe("toHttpError: moleculer errors", () => {
   });
 });
 
-describe("toHttpError: the project's errors (lib/errors.ts)", () => {
+describe("toHttpError: the project's errors (lib/platform/errors.ts)", () => {
   it.each<[string, unknown, number, string, object]>([
     ["ValidationError", new ValidationError("url", '"x" is not a URL'), 422, "VALIDATION_ERROR", { field: "url" }],
     ["TargetNotAllowedError", new TargetNotAllowedError("10.0.0.1"), 422, "TARGET_NOT_ALLOWED", { field: "url", host: "10.0.0.1" }],

@@ -1,7 +1,7 @@
-// The request checks in lib/params.ts: what they take, what they refuse (a ValidationError
+// The request checks in lib/api/params.ts: what they take, what they refuse (a ValidationError
 // naming the parameter), and that none of them is slower than linear on hostile input.
-import { ValidationError } from "../../lib/errors";
-import { escapeLike, INT4_MAX, intFilter, isEmailAddress, isStorableJson, isStorableText, parseFilter, parseIntParam, parseNames, parseText, textFilter } from "../../lib/params";
+import { ValidationError } from "../../lib/platform/errors";
+import { escapeLike, INT4_MAX, intFilter, isEmailAddress, isStorableJson, isStorableText, parseFilter, parseIntParam, parseNames, parseText, textFilter } from "../../lib/api/params";
 
 function refusal(fn: () => unknown): ValidationError {
   try {

@@ -1,4 +1,4 @@
-import { batchSizes, randomRowBatch, ROW_NAME_LENGTH, ROW_VALUE_MAX } from "../../lib/random-rows";
+import { batchSizes, randomRowBatch, ROW_NAME_LENGTH, ROW_VALUE_MAX } from "../../lib/loading/random-rows";
 
 describe("batchSizes", () => {
   it.each([

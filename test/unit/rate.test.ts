@@ -1,4 +1,4 @@
-import { ValidationError } from "../../lib/errors";
+import { ValidationError } from "../../lib/platform/errors";
 import { formatRate, minIntervalMs, parseRate, startSpacingMs } from "../../lib/throttle/rate";
 
 describe("parseRate", () => {

@@ -1,4 +1,4 @@
-import { ROBOTS_AGENT, USER_AGENT, parseRobots, robotsUrlFor } from "../../lib/robots";
+import { ROBOTS_AGENT, USER_AGENT, parseRobots, robotsUrlFor } from "../../lib/crawl/robots";
 
 const ROBOTS_URL = "https://example.com/robots.txt";
 

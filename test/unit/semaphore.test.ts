@@ -1,4 +1,4 @@
-import { QueueFullError } from "../../lib/errors";
+import { QueueFullError } from "../../lib/platform/errors";
 import { Semaphore } from "../../lib/throttle/semaphore";
 
 const tick = () => new Promise((r) => setImmediate(r));

@@ -1,5 +1,5 @@
 // The dispatcher's timing on fake timers: a minute's ids go out spread evenly across it.
-import { sendSpread, type SpreadClock } from "../../lib/spread";
+import { sendSpread, type SpreadClock } from "../../lib/scheduling/spread";
 
 describe("sendSpread (fake timers)", () => {
   beforeEach(() => jest.useFakeTimers({ now: 1_000_000 }));

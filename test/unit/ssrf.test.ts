@@ -1,8 +1,8 @@
 import net from "node:net";
 import { Agent, request } from "undici";
-import { loadConfig, parseAllowHost } from "../../lib/config";
-import { TargetNotAllowedError, ValidationError } from "../../lib/errors";
-import { assertPublicTarget, CrawlTargetPolicy, guardedConnector, guardedLookup, isPrivateAddress, type Lookup } from "../../lib/ssrf";
+import { loadConfig, parseAllowHost } from "../../lib/platform/config";
+import { TargetNotAllowedError, ValidationError } from "../../lib/platform/errors";
+import { assertPublicTarget, CrawlTargetPolicy, guardedConnector, guardedLookup, isPrivateAddress, type Lookup } from "../../lib/crawl/ssrf";
 
 // Any IPv4 or IPv6 address in a text: a refusal must contain none.
 const ADDRESS = /\b\d{1,3}(\.\d{1,3}){3}\b|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*/i;

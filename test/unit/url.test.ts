@@ -1,4 +1,4 @@
-import { extractPage, normalizeUrl, sameOrigin } from "../../lib/url";
+import { extractPage, normalizeUrl, sameOrigin } from "../../lib/crawl/url";
 
 describe("normalizeUrl", () => {
   const page = "https://example.com/dir/page.html?x=1";

@@ -5,8 +5,8 @@
 import dnsCallback, { promises as dns, type LookupAddress } from "node:dns";
 import { BlockList, isIP } from "node:net";
 import { buildConnector } from "undici";
-import type { AllowHost, Config } from "./config";
-import { TargetNotAllowedError, ValidationError } from "./errors";
+import type { AllowHost, Config } from "../platform/config";
+import { TargetNotAllowedError, ValidationError } from "../platform/errors";
 
 export type Lookup = (host: string) => Promise<{ address: string }[]>;
 

@@ -2,9 +2,9 @@
 // limiter (a throttle cuts an adaptive rate) and for the retry policy.
 import type { Readable } from "node:stream";
 import { request } from "undici";
-import { retryAfterMs } from "./throttle/adaptive-rate";
-import { isStorableJson } from "./params";
-import { jsonDepthExceeds } from "./request-guard";
+import { retryAfterMs } from "../throttle/adaptive-rate";
+import { isStorableJson } from "../api/params";
+import { jsonDepthExceeds } from "../api/request-guard";
 
 /**
  * The most of an upstream answer that is read, in bytes (1 MiB): a profile is a few KiB. A

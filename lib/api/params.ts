@@ -1,6 +1,6 @@
 // Parameter schemas (fastest-validator) shared by the services' actions, and the checks those
 // rules cannot express or cannot bound.
-import { ValidationError } from "./errors";
+import { ValidationError } from "../platform/errors";
 
 export const DEFAULT_PAGE_LIMIT = 50;
 export const MAX_PAGE_LIMIT = 500;

@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError } from "./errors";
-import { parseRate, type Rate } from "./throttle/rate";
+import { parseRate, type Rate } from "../throttle/rate";
 
 export const ROLES = ["api", "crawler", "ingestor", "scheduler"] as const;
 export type Role = (typeof ROLES)[number];

@@ -87,7 +87,7 @@ interface PoolInternals {
 
 // After a connection closes, its slot is handed on only after this long, so that the server has
 // removed the old backend before another node opens a new one (pg_stat_activity never shows both).
-export const SLOT_HANDOVER_DELAY_MS = 50;
+export const CONNECTION_HANDOVER_DELAY_MS = 50;
 
 /**
  * Ties every pooled connection to a cluster-wide slot: a slot is taken before the connection
@@ -120,7 +120,7 @@ export function budgetConnections(db: Sequelize, gate: { setLimit(n: number): vo
     } finally {
       const release = slots.get(connection);
       slots.delete(connection);
-      if (release) setTimeout(release, SLOT_HANDOVER_DELAY_MS);
+      if (release) setTimeout(release, CONNECTION_HANDOVER_DELAY_MS);
     }
   };
   const trim = () => {

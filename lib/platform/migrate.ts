@@ -3,7 +3,7 @@ import path from "node:path";
 import pg from "pg";
 import { Umzug } from "umzug";
 
-export const MIGRATIONS_DIR = path.join(__dirname, "..", "migrations");
+export const MIGRATIONS_DIR = path.join(__dirname, "..", "..", "migrations");
 // One advisory lock key for the whole schema: two processes that boot together serialise here,
 // and the second finds every migration already applied.
 const MIGRATION_LOCK_KEY = 0x51_1c_e0_01;

@@ -16,7 +16,7 @@ export const QUARTER_MINUTES = 15;
 // 23 or 37 minutes apart.
 const SPREAD_STEP = 37;
 
-export interface Slot {
+export interface MinutePick {
   id: number;
   /** Minute of the hour, 0-59. */
   minute: number;
@@ -37,7 +37,7 @@ export interface PlanOptions {
  * `fill` is not changed). Deterministic for the same ids, RPM, fill and options. An id is taken
  * from `ids` only once it has a minute, so the same iterator can go on into another hour.
  */
-export function* planSlots(ids: Iterable<number>, rpm: number, fill: readonly number[] = [], options: PlanOptions = {}): Generator<Slot> {
+export function* planMinutes(ids: Iterable<number>, rpm: number, fill: readonly number[] = [], options: PlanOptions = {}): Generator<MinutePick> {
   if (!Number.isInteger(rpm) || rpm < 1) throw new RangeError(`rpm must be a positive integer, got ${rpm}`);
   const from = options.from ?? 0;
   const open = (m: number) => m >= from;
@@ -78,7 +78,7 @@ export function* planSlots(ids: Iterable<number>, rpm: number, fill: readonly nu
 }
 
 /** How a plan fills the hour: the first and last minute used and the ids per minute. */
-export function summarizePlan(slots: Iterable<Slot>): { firstMinute: number | null; lastMinute: number | null; perMinute: number[]; ids: number } {
+export function summarizePlan(slots: Iterable<MinutePick>): { firstMinute: number | null; lastMinute: number | null; perMinute: number[]; ids: number } {
   const perMinute = new Array<number>(MINUTES_PER_HOUR).fill(0);
   let ids = 0;
   for (const s of slots) {
