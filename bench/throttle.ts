@@ -36,13 +36,14 @@ import pg from "pg";
 import { generatedPageDepths, generatedPageLinks, serveGeneratedSite } from "../fixtures/site-server";
 import { DEFAULT_DB_QUEUE_MAX, loadConfig } from "../lib/platform/config";
 import { migrate } from "../lib/platform/migrate";
-import { CHANNEL_PAGES, EVENT_CRAWL_FINISHED } from "../lib/platform/names";
+import { CHANNEL_PAGES, DB_CONNECTIONS_RESOURCE, EVENT_CRAWL_FINISHED } from "../lib/platform/names";
 import { formatRate, parseRate } from "../lib/throttle/rate";
 import { Semaphore } from "../lib/throttle/semaphore";
 import { LimiterHub } from "../lib/throttle";
-import { DB_CONNECTIONS_RESOURCE, startSluice, type Sluice } from "../runtime";
+import { startSluice, type Sluice } from "../runtime";
 import { INGEST_BATCH_SIZE, INGEST_MAX_IN_FLIGHT } from "../services/ingestor.service";
-import type { PageMessage } from "../services/crawler.service";
+import { distinctPagesByUrl, upsertPagesStatement, type PageRecord } from "../models/pages";
+import { FINISH_IF_DONE_SQL, MARK_STORED_SQL } from "../models/crawls";
 import { http, waitFor } from "../test/support/env";
 import { deleteStreams, freePort, startNode, type NodeProcess } from "../test/support/processes";
 
@@ -249,10 +250,10 @@ const html = (title: string, body: string) =>
   `<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>\n<body>\n<h1>${title}</h1>\n${body}\n</body></html>\n`;
 
 /** The page messages a crawl of a `pages`-page generated site at `origin` sends: entry page, then /p/0 … */
-function syntheticPages(origin: string, pages: number): Omit<PageMessage, "crawlId">[] {
+function syntheticPages(origin: string, pages: number): Omit<PageRecord, "crawlId">[] {
   const depths = generatedPageDepths(pages);
   const fetchedAt = new Date().toISOString();
-  const out: Omit<PageMessage, "crawlId">[] = [];
+  const out: Omit<PageRecord, "crawlId">[] = [];
   const entry = html("Generated site", `<ul>\n<li><a href="/p/0">Page 0</a> (first of ${pages})</li>\n</ul>`);
   out.push({ url: `${origin}/`, depth: 0, status: 200, contentType: "text/html; charset=utf-8", title: "Generated site", body: entry, bytes: Buffer.byteLength(entry), links: 1, fetchedAt });
   for (let i = 0; i < pages; i++) {
@@ -264,43 +265,10 @@ function syntheticPages(origin: string, pages: number): Omit<PageMessage, "crawl
   return out;
 }
 
-// The ingestor's statements (services/ingestor.service.ts storePages, models/crawls.ts markStored and
-// finishIfDone), issued with bare pg.
-const PAGE_COLUMNS = ["url", "crawl_id", "status", "title", "content_type", "body", "bytes", "links", "depth", "fetched_at"] as const;
-const UPDATES = PAGE_COLUMNS.filter((c) => c !== "url").map((c) => `${c} = EXCLUDED.${c}`);
-function upsertSql(pages: PageMessage[]): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const rows = pages.map((p) => {
-    const v = [p.url, p.crawlId, p.status, p.title, p.contentType, p.body, p.bytes, p.links, p.depth, p.fetchedAt];
-    return `(${v.map((x) => `$${values.push(x)}`).join(", ")})`;
-  });
-  return {
-    text: `INSERT INTO pages (${PAGE_COLUMNS.join(", ")}) VALUES ${rows.join(", ")}
-             ON CONFLICT (url) DO UPDATE SET ${UPDATES.join(", ")}, stored_at = now()
-             WHERE pages.fetched_at <= EXCLUDED.fetched_at`,
-    values,
-  };
-}
-const MARK_STORED_SQL = `UPDATE crawl_urls u SET state = 'stored', lease_until = NULL, leased_by = NULL, updated_at = now()
-       FROM unnest($1::int[], $2::text[]) AS k(crawl_id, url)
-      WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state IN ('queued', 'fetching', 'fetched')`;
-const FINISH_SQL = `UPDATE crawls c
-        SET status = CASE WHEN root.state = 'failed' THEN 'failed' ELSE 'succeeded' END,
-            error = CASE WHEN root.state = 'failed' THEN 'root URL failed: ' || coalesce(root.reason, 'unknown') END,
-            finished_at = now()
-       FROM crawl_urls root
-      WHERE c.id = $1 AND c.status = 'running' AND root.crawl_id = c.id AND root.url = c.url
-        AND NOT EXISTS (SELECT 1 FROM crawl_urls u
-                         WHERE u.crawl_id = c.id AND u.state IN ('queued', 'fetching', 'fetched'))
-      RETURNING c.status`;
-
 /** Batches as the ingestor forms them: consecutive messages, 100 a batch, deduplicated and sorted by URL. */
-function batchesOf(pages: PageMessage[]): PageMessage[][] {
-  const out: PageMessage[][] = [];
-  for (let i = 0; i < pages.length; i += INGEST_BATCH_SIZE) {
-    const batch = pages.slice(i, i + INGEST_BATCH_SIZE);
-    out.push([...new Map(batch.map((p) => [p.url, p])).values()].sort((a, b) => (a.url < b.url ? -1 : 1)));
-  }
+function batchesOf(pages: PageRecord[]): PageRecord[][] {
+  const out: PageRecord[][] = [];
+  for (let i = 0; i < pages.length; i += INGEST_BATCH_SIZE) out.push(distinctPagesByUrl(pages.slice(i, i + INGEST_BATCH_SIZE)));
   return out;
 }
 
@@ -308,7 +276,7 @@ function batchesOf(pages: PageMessage[]): PageMessage[][] {
  * Every round starts from the same state: empty pages, one running crawl whose URLs are all
  * fetched and awaiting the ingestor (what the crawler leaves behind), fresh planner statistics.
  */
-async function prepareRound(admin: pg.Client, rows: Omit<PageMessage, "crawlId">[]): Promise<PageMessage[]> {
+async function prepareRound(admin: pg.Client, rows: Omit<PageRecord, "crawlId">[]): Promise<PageRecord[]> {
   await admin.query("TRUNCATE pages, crawl_urls, crawls CASCADE");
   const { rows: [crawl] } = await admin.query<{ id: number }>(
     `INSERT INTO crawls (url, status, max_pages, max_depth, discovered, started_at) VALUES ($1, 'running', $2, 100, $2, now()) RETURNING id`,
@@ -326,7 +294,7 @@ async function prepareRound(admin: pg.Client, rows: Omit<PageMessage, "crawlId">
 type BareKind = "insert" | "ingestor-sql";
 
 /** `connections` clients, each taking the next batch until none is left; seconds from first batch to last commit. */
-async function bareLoop(clients: pg.Client[], pages: PageMessage[], kind: BareKind): Promise<number> {
+async function bareLoop(clients: pg.Client[], pages: PageRecord[], kind: BareKind): Promise<number> {
   const batches = batchesOf(pages);
   const crawlId = pages[0]!.crawlId;
   let next = 0;
@@ -335,7 +303,8 @@ async function bareLoop(clients: pg.Client[], pages: PageMessage[], kind: BareKi
     clients.map(async (c) => {
       while (next < batches.length) {
         const batch = batches[next++]!;
-        const { text, values } = upsertSql(batch);
+        // The ingestor's own statements (models/pages.ts, models/crawls.ts), issued with bare pg.
+        const { sql: text, bind: values } = upsertPagesStatement(batch);
         if (kind === "insert") {
           await c.query(text, values);
           continue;
@@ -349,7 +318,7 @@ async function bareLoop(clients: pg.Client[], pages: PageMessage[], kind: BareKi
           await c.query("ROLLBACK").catch(() => {});
           throw err;
         }
-        await c.query(FINISH_SQL, [crawlId]);
+        await c.query(FINISH_IF_DONE_SQL, [crawlId]);
       }
     }),
   );
@@ -370,7 +339,7 @@ interface IngestRow {
 interface Ingestor {
   sluice: Sluice;
   /** Publishes every page to the ingestor's channel; resolves with seconds from the first publish to the crawl's end. */
-  ingest(pages: PageMessage[]): Promise<number>;
+  ingest(pages: PageRecord[]): Promise<number>;
 }
 
 /**
@@ -405,7 +374,7 @@ async function startIngestor(databaseUrl: string, namespace: string, redisOk: bo
   await sluice.broker.waitForServices(["bench-probe", "ingestor"], 10_000);
   return {
     sluice,
-    async ingest(pages: PageMessage[]): Promise<number> {
+    async ingest(pages: PageRecord[]): Promise<number> {
       const crawlId = pages[0]!.crawlId;
       let timer: NodeJS.Timeout | undefined;
       const finished = new Promise<string>((resolve, reject) => {
@@ -491,7 +460,7 @@ async function measureIngest(redisOk: boolean): Promise<DirectResult> {
     const rated = DB_RATE ? await startIngestor(db.url, `${namespace}r`, redisOk, formatRate(DB_RATE)) : null;
     if (rated) ingestors.push(rated);
 
-    type Variant = { mode: string; connections: string; run: (pages: PageMessage[]) => Promise<number> };
+    type Variant = { mode: string; connections: string; run: (pages: PageRecord[]) => Promise<number> };
     const variants: Variant[] = [];
     for (const w of widths) variants.push({ mode: "bare pg: INSERT … ON CONFLICT only", connections: String(w), run: (p) => bareLoop(bare[w]!, p, "insert") });
     for (const w of widths) variants.push({ mode: "bare pg: the ingestor's SQL (tx + markStored + finishIfDone)", connections: String(w), run: (p) => bareLoop(bare[w]!, p, "ingestor-sql") });

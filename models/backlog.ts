@@ -1,6 +1,7 @@
 // Work waiting for a worker, per queue: what an autoscaler scales on (queue lag), and what a
 // Flower user looks at first.
-import { QueryTypes, type Sequelize } from "sequelize";
+import type { Sequelize } from "sequelize";
+import { selectOne } from "./query";
 
 export interface Backlog {
   /** Frontier URLs no crawler has leased yet: crawler work. */
@@ -13,11 +14,12 @@ export interface Backlog {
 
 export async function readBacklog(db: Sequelize): Promise<Backlog> {
   // Each count reads a partial index (queued frontier rows, dispatched slots) or the small jobs table.
-  const [row] = await db.query<{ crawl_urls: string; insert_jobs: string; ids: string }>(
+  const row = await selectOne<{ crawl_urls: string; insert_jobs: string; ids: string }>(
+    db,
     `SELECT (SELECT count(*) FROM crawl_urls WHERE state = 'queued') AS crawl_urls,
             (SELECT count(*) FROM jobs WHERE kind = 'insert' AND status = 'pending') AS insert_jobs,
             (SELECT count(*) FROM id_task_slots WHERE state = 'dispatched') AS ids`,
-    { type: QueryTypes.SELECT },
+    [],
   );
   return { crawlUrls: Number(row!.crawl_urls), insertJobs: Number(row!.insert_jobs), ids: Number(row!.ids) };
 }

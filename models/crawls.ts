@@ -2,9 +2,9 @@
 // crawler nodes can share one crawl: they lease URLs with SKIP LOCKED, and another node takes a
 // URL over once its lease expires (its holder died). "Is it done?" is a question the table
 // answers exactly: no URL is queued, being fetched, or fetched and awaiting the ingestor.
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
-import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { createJob, presentJob, type JobRow, type JobView } from "./jobs";
+import type { Sequelize, Transaction } from "sequelize";
+import { createJob, type JobRow, type JobView } from "./jobs";
+import { select } from "./query";
 
 export const CRAWL_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
 export type CrawlStatus = (typeof CRAWL_STATUSES)[number];
@@ -50,9 +50,6 @@ export interface FetchRecord {
   links: string[];
   linkDepth: number;
 }
-
-const select = <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T[]> =>
-  db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
 
 /** Creates a crawl, its root URL and its job row (kind "crawl"), answering the crawl and the job. */
 export async function createCrawl(db: Sequelize, url: string, maxPages: number, maxDepth: number): Promise<{ crawl: CrawlRow; job: JobRow }> {
@@ -237,13 +234,12 @@ export async function releaseLease(db: Sequelize, lease: LeasedUrl, nodeId: stri
 
 /** The ingestor's side: these URLs' pages are committed. Called inside the ingestor's transaction. */
 export async function markStored(db: Sequelize, keys: { crawlId: number; url: string }[], t: Transaction): Promise<void> {
-  await db.query(
-    `UPDATE crawl_urls u SET state = 'stored', lease_until = NULL, leased_by = NULL, updated_at = now()
-       FROM unnest($1::int[], $2::text[]) AS k(crawl_id, url)
-      WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state IN ('queued', 'fetching', 'fetched')`,
-    { bind: [keys.map((k) => k.crawlId), keys.map((k) => k.url)], transaction: t },
-  );
+  await db.query(MARK_STORED_SQL, { bind: [keys.map((k) => k.crawlId), keys.map((k) => k.url)], transaction: t });
 }
+// Exported, with FINISH_IF_DONE_SQL, so that the benchmark's bare-pg baseline runs the ingestor's own SQL.
+export const MARK_STORED_SQL = `UPDATE crawl_urls u SET state = 'stored', lease_until = NULL, leased_by = NULL, updated_at = now()
+       FROM unnest($1::int[], $2::text[]) AS k(crawl_id, url)
+      WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state IN ('queued', 'fetching', 'fetched')`;
 
 /**
  * Ends a running crawl whose frontier is drained: failed when its root URL failed, else
@@ -251,9 +247,11 @@ export async function markStored(db: Sequelize, keys: { crawlId: number; url: st
  * URL as open, so the crawler's periodic sweep calls this too.
  */
 export async function finishIfDone(db: Sequelize, crawlId: number): Promise<CrawlStatus | null> {
-  const [row] = await select<{ status: CrawlStatus }>(
-    db,
-    `UPDATE crawls c
+  const [row] = await select<{ status: CrawlStatus }>(db, FINISH_IF_DONE_SQL, [crawlId]);
+  return row?.status ?? null;
+}
+/** $1: the crawl. */
+export const FINISH_IF_DONE_SQL = `UPDATE crawls c
         SET status = CASE WHEN root.state = 'failed' THEN 'failed' ELSE 'succeeded' END,
             error = CASE WHEN root.state = 'failed' THEN 'root URL failed: ' || coalesce(root.reason, 'unknown') END,
             finished_at = now()
@@ -261,22 +259,7 @@ export async function finishIfDone(db: Sequelize, crawlId: number): Promise<Craw
       WHERE c.id = $1 AND c.status = 'running' AND root.crawl_id = c.id AND root.url = c.url
         AND NOT EXISTS (SELECT 1 FROM crawl_urls u
                          WHERE u.crawl_id = c.id AND u.state IN ('queued', 'fetching', 'fetched'))
-      RETURNING c.status`,
-    [crawlId],
-  );
-  return row?.status ?? null;
-}
-
-/** finishIfDone, and tells the cluster when it did. */
-export async function finishAndAnnounce(db: Sequelize, broker: Broadcaster, crawlId: number): Promise<void> {
-  const status = await finishIfDone(db, crawlId);
-  if (status) {
-    void broker.broadcast(EVENT_CRAWL_FINISHED, { id: crawlId, status });
-    await announceCrawlJobs(db, broker, [crawlId]);
-  }
-}
-
-type Broadcaster = { broadcast(event: string, payload: unknown): unknown };
+      RETURNING c.status`;
 
 /** Crawl jobs' progress comes from their frontier: settled URLs of those admitted. */
 export async function withCrawlProgress(db: Sequelize, jobs: JobView[]): Promise<JobView[]> {
@@ -290,10 +273,9 @@ export async function withCrawlProgress(db: Sequelize, jobs: JobView[]): Promise
   });
 }
 
-/** Sends the jobs.updated event of these crawls' jobs. */
-export async function announceCrawlJobs(db: Sequelize, broker: Broadcaster, crawlIds: number[]): Promise<void> {
-  const rows = await select<JobRow>(db, `SELECT j.* FROM jobs j JOIN crawls c ON c.job_id = j.id WHERE c.id = ANY($1::int[])`, [crawlIds]);
-  for (const view of await withCrawlProgress(db, rows.map(presentJob))) void broker.broadcast(EVENT_JOBS_UPDATED, view);
+/** The job rows of these crawls. */
+export function crawlJobs(db: Sequelize, crawlIds: number[]): Promise<JobRow[]> {
+  return select<JobRow>(db, `SELECT j.* FROM jobs j JOIN crawls c ON c.job_id = j.id WHERE c.id = ANY($1::int[])`, [crawlIds]);
 }
 
 export async function runningCrawlIds(db: Sequelize): Promise<number[]> {

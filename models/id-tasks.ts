@@ -1,17 +1,15 @@
 // Id-tasks in SQL: planning ids onto the shared calendar, dispatching a minute once, and
 // settling each id. An id-task is a job of kind 'id-task' (progress: ids settled of ids planned).
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Sequelize, Transaction } from "sequelize";
 import { MINUTES_PER_HOUR, planMinutes, type MinutePick } from "../lib/scheduling/minute-planner";
 import { createJob, type JobRow } from "./jobs";
+import { select } from "./query";
 
 export const SLOT_STATES = ["planned", "dispatched", "running", "done", "failed"] as const;
 export type SlotState = (typeof SLOT_STATES)[number];
 
 // Slots are written this many at a time while the planner generates them.
 const SLOT_WRITE_BATCH = 10_000;
-
-const select = <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T[]> =>
-  db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
 
 /** The scheduler minute that holds the time `ms`. */
 export const minuteOf = (ms: number, minuteMs: number): number => Math.floor(ms / minuteMs);
@@ -265,15 +263,4 @@ export async function settleSlot(db: Sequelize, taskId: number, externalId: numb
     );
     return ended ?? null;
   });
-}
-
-/** Upserts a user by its external id (idempotent: an id processed twice is one user). */
-export async function upsertUser(db: Sequelize, externalId: number, profile: Record<string, unknown> | null): Promise<void> {
-  const name = typeof profile?.name === "string" ? profile.name : null;
-  const email = typeof profile?.email === "string" ? profile.email : null;
-  await db.query(
-    `INSERT INTO users (external_id, name, email, profile) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (external_id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, profile = EXCLUDED.profile, updated_at = now()`,
-    { bind: [externalId, name, email, profile ? JSON.stringify(profile) : null] },
-  );
 }

@@ -3,7 +3,8 @@
 // its heartbeat has gone stale, so two live nodes never run the same job. The insert job's own
 // transaction ends by marking the job succeeded, guarded by its claim: a job that was stopped or
 // taken over meanwhile cannot commit its rows.
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+import type { Sequelize, Transaction } from "sequelize";
+import { select, selectOne } from "./query";
 
 export const JOB_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -74,10 +75,7 @@ export function presentJob(j: JobRow): JobView {
   };
 }
 
-const rows = <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T[]> =>
-  db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
-const one = async (db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<JobRow | null> =>
-  (await rows<JobRow>(db, sql, bind, transaction))[0] ?? null;
+const one = (db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction) => selectOne<JobRow>(db, sql, bind, transaction);
 
 // The WHERE clause of every write a claim makes.
 const CLAIMED = `id = $1 AND node_id = $2 AND attempts = $3 AND status = 'running'`;
@@ -95,8 +93,8 @@ export async function listJobs(db: Sequelize, f: { status?: JobStatus; kind?: Jo
   const where = `($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)`;
   const bind = [f.status ?? null, f.kind ?? null];
   const [items, [count]] = await Promise.all([
-    rows<JobRow>(db, `SELECT * FROM jobs WHERE ${where} ORDER BY id DESC LIMIT $3 OFFSET $4`, [...bind, f.limit, f.offset]),
-    rows<{ n: number }>(db, `SELECT count(*)::int AS n FROM jobs WHERE ${where}`, bind),
+    select<JobRow>(db, `SELECT * FROM jobs WHERE ${where} ORDER BY id DESC LIMIT $3 OFFSET $4`, [...bind, f.limit, f.offset]),
+    select<{ n: number }>(db, `SELECT count(*)::int AS n FROM jobs WHERE ${where}`, bind),
   ]);
   return { rows: items, total: count!.n };
 }
@@ -184,7 +182,7 @@ export function cancelJob(db: Sequelize, id: number): Promise<JobRow | null> {
  */
 export async function reapJobs(db: Sequelize, staleMs: number, maxAttempts: number, stillRunning: (nodeId: string, id: number) => Promise<boolean>): Promise<JobRow[]> {
   const stale = `status = 'running' AND kind = 'insert' AND heartbeat_at < now() - $1 * interval '1 millisecond'`;
-  const candidates = await rows<{ id: number; node_id: string; attempts: number }>(db, `SELECT id, node_id, attempts FROM jobs WHERE ${stale}`, [staleMs]);
+  const candidates = await select<{ id: number; node_id: string; attempts: number }>(db, `SELECT id, node_id, attempts FROM jobs WHERE ${stale}`, [staleMs]);
   const reaped: JobRow[] = [];
   for (const c of candidates) {
     if (await stillRunning(c.node_id, c.id)) continue;
@@ -211,7 +209,7 @@ export async function reapJobs(db: Sequelize, staleMs: number, maxAttempts: numb
  * be sent again; a duplicate message is harmless, as a job is claimed once.
  */
 export async function touchStalePending(db: Sequelize, olderThanMs: number): Promise<number[]> {
-  const touched = await rows<{ id: number }>(
+  const touched = await select<{ id: number }>(
     db,
     `UPDATE jobs SET updated_at = now() WHERE kind = 'insert' AND status = 'pending' AND updated_at < now() - $1 * interval '1 millisecond' RETURNING id`,
     [olderThanMs],
@@ -221,7 +219,7 @@ export async function touchStalePending(db: Sequelize, olderThanMs: number): Pro
 
 /** Jobs of a kind waiting to run: an embedded node re-queues them at start (its queue lived in memory). */
 export async function pendingJobIds(db: Sequelize, kind: JobKind): Promise<number[]> {
-  return (await rows<{ id: number }>(db, `SELECT id FROM jobs WHERE kind = $1 AND status = 'pending' ORDER BY id`, [kind])).map((r) => r.id);
+  return (await select<{ id: number }>(db, `SELECT id FROM jobs WHERE kind = $1 AND status = 'pending' ORDER BY id`, [kind])).map((r) => r.id);
 }
 
 /** Fails a job that never started (it could not be queued). */

@@ -2,6 +2,7 @@
 // batch insert the job runs inside its transaction.
 import { DataTypes, QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from "sequelize";
 import type { RowBatch } from "../lib/loading/random-rows";
+import { selectOne } from "./query";
 
 export function defineRow(db: Sequelize): ModelStatic<Model> {
   return (
@@ -41,7 +42,7 @@ export async function clearRows(db: Sequelize): Promise<number | null> {
       if ((err as { parent?: { code?: string } }).parent?.code === "55P03") return null;
       throw err;
     }
-    const [row] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM rows`, { type: QueryTypes.SELECT, transaction: t });
+    const row = await selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM rows`, [], t);
     await db.query(`TRUNCATE rows`, { transaction: t });
     return row!.n;
   });

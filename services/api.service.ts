@@ -12,7 +12,7 @@ import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest } from "./api-
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/throttle/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/platform/names";
-import type { HttpMeta, Runtime } from "../runtime";
+import type { HttpMeta, Runtime } from "../lib/contracts";
 import type { BodyMeta } from "./inserts.service";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;

@@ -3,7 +3,7 @@
 // piles up (k8s/), and served at GET /api/backlog.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { readBacklog, type Backlog } from "../models/backlog";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 // Often enough for an autoscaler (Prometheus scrapes every 15-30 s), rare enough to cost nothing.
 export const BACKLOG_REFRESH_MS = 10_000;

@@ -8,9 +8,11 @@ import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_F
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/crawl/robots";
 import { CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { extractPage, sameOrigin } from "../lib/crawl/url";
-import { announceCrawlJobs, leaseUrls, finishAndAnnounce, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type LeasedUrl, type FetchRecord } from "../models/crawls";
+import { leaseUrls, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type LeasedUrl, type FetchRecord } from "../models/crawls";
+import { announceCrawlJobs, finishAndAnnounce } from "./crawl-events";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
+import type { PageRecord } from "../models/pages";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
 // crawls whose last URLs were settled by two nodes at once.
@@ -27,19 +29,6 @@ class NodeStoppingError extends Error {
   constructor() {
     super("crawler node is stopping");
   }
-}
-
-export interface PageMessage {
-  crawlId: number;
-  url: string;
-  depth: number;
-  status: number;
-  contentType: string;
-  title: string | null;
-  body: string;
-  bytes: number;
-  links: number;
-  fetchedAt: string;
 }
 
 interface CrawlerVars {
@@ -194,7 +183,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
 
       async settle(lease: LeasedUrl, outcome: FetchOutcome) {
         let rec: FetchRecord;
-        let page: PageMessage | null = null;
+        let page: PageRecord | null = null;
         if (outcome.kind === "ok") {
           const { title, links } = extractPage(outcome.body, outcome.url);
           const sameSite = links.filter((l) => l.length <= MAX_URL_LENGTH && sameOrigin(l, lease.rootUrl));

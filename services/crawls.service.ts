@@ -6,8 +6,9 @@ import { presentJob } from "../models/jobs";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
 import { normalizeUrl } from "../lib/crawl/url";
-import { announceCrawlJobs, cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
-import type { HttpMeta, Runtime } from "../runtime";
+import { cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
+import { announceCrawlJobs } from "./crawl-events";
+import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const DEFAULT_MAX_PAGES = 1000;
 export const MAX_MAX_PAGES = 100_000;

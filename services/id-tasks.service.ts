@@ -6,7 +6,7 @@ import { EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { createIdTask, getIdTasks, listSlots, replanIdTask, setPaused, slotCounts } from "../models/id-tasks";
 import { getJob, listJobs, presentJob, type JobRow } from "../models/jobs";
-import type { HttpMeta, Runtime } from "../runtime";
+import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const MAX_TASK_IDS = 1_000_000;
 export const MAX_RPM = 1_000_000;

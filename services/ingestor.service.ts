@@ -2,25 +2,23 @@
 // batched, written with one idempotent multi-row upsert per batch, and each message is
 // acknowledged only after the transaction holding its row has committed.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { QueryTypes } from "sequelize";
 import { Batcher } from "../lib/platform/batcher";
 import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
-import { finishAndAnnounce, markStored } from "../models/crawls";
-import type { Runtime } from "../runtime";
-import type { PageMessage } from "./crawler.service";
+import { markStored } from "../models/crawls";
+import { finishAndAnnounce } from "./crawl-events";
+import type { Runtime } from "../lib/contracts";
+import { distinctPagesByUrl, upsertPages, type PageRecord } from "../models/pages";
 
 export const INGEST_BATCH_SIZE = 100;
 export const INGEST_BATCH_WAIT_MS = 50;
 // Messages handled at once per node: enough to fill a couple of batches.
 export const INGEST_MAX_IN_FLIGHT = 2 * INGEST_BATCH_SIZE;
 
-const PAGE_COLUMNS = ["url", "crawl_id", "status", "title", "content_type", "body", "bytes", "links", "depth", "fetched_at"] as const;
-
 interface IngestorVars {
-  batcher: Batcher<PageMessage>;
+  batcher: Batcher<PageRecord>;
 }
 interface IngestorMethods {
-  storePages(pages: PageMessage[]): Promise<void>;
+  storePages(pages: PageRecord[]): Promise<void>;
 }
 
 export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceSettingSchema, IngestorMethods, IngestorVars> {
@@ -31,7 +29,7 @@ export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceS
       [CHANNEL_PAGES]: {
         group: "ingestor",
         maxInFlight: INGEST_MAX_IN_FLIGHT,
-        handler(this: IngestorVars, page: PageMessage) {
+        handler(this: IngestorVars, page: PageRecord) {
           return this.batcher.add(page);
         },
       },
@@ -47,24 +45,10 @@ export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceS
     },
 
     methods: {
-      async storePages(batch: PageMessage[]) {
-        // One statement may not upsert the same row twice, and redelivery can put a page in a
-        // batch twice. Sorted, so that two batches sharing URLs lock rows in the same order.
-        const pages = [...new Map(batch.map((p) => [p.url, p])).values()].sort((a, b) => (a.url < b.url ? -1 : 1));
-        const bind: unknown[] = [];
-        const rows = pages.map((p) => {
-          const values = [p.url, p.crawlId, p.status, p.title, p.contentType, p.body, p.bytes, p.links, p.depth, p.fetchedAt];
-          const placeholders = values.map((v) => `$${bind.push(v)}`);
-          return `(${placeholders.join(", ")})`;
-        });
-        const updates = PAGE_COLUMNS.filter((c) => c !== "url").map((c) => `${c} = EXCLUDED.${c}`);
+      async storePages(batch: PageRecord[]) {
+        const pages = distinctPagesByUrl(batch);
         await db.transaction(async (t) => {
-          await db.query(
-            `INSERT INTO pages (${PAGE_COLUMNS.join(", ")}) VALUES ${rows.join(", ")}
-             ON CONFLICT (url) DO UPDATE SET ${updates.join(", ")}, stored_at = now()
-             WHERE pages.fetched_at <= EXCLUDED.fetched_at`,
-            { bind, transaction: t, type: QueryTypes.INSERT },
-          );
+          await upsertPages(db, pages, t);
           await markStored(db, pages.map((p) => ({ crawlId: p.crawlId, url: p.url })), t);
         });
         this.broker.metrics.increment(METRIC_PAGES_STORED, undefined, pages.length);

@@ -4,9 +4,9 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { NotQueuedError, ValidationError } from "../lib/platform/errors";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { runRegistered } from "../models/insert-job";
+import { runRegistered } from "./insert-job";
 import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
-import type { HttpMeta, Runtime } from "../runtime";
+import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const DEFAULT_INSERT_ROWS = 100_000;
 export const MAX_INSERT_ROWS = 10_000_000;

@@ -4,7 +4,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { intIdParam } from "../lib/api/params";
 import type { JobRow } from "../models/jobs";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 export default function jobControlService({ activeJobs }: Runtime): ServiceSchema {
   return {

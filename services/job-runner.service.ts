@@ -4,8 +4,8 @@
 // killed mid-job stops doing that, and JetStream hands the job to another ingestor.
 import type { ServiceSchema } from "moleculer";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { runRegistered } from "../models/insert-job";
-import type { Runtime } from "../runtime";
+import { runRegistered } from "./insert-job";
+import type { Runtime } from "../lib/contracts";
 
 // Messages a node may hold at once (JetStream's max_ack_pending): jobs waiting for a slot are
 // held too, kept alive like running ones. JOB_CONCURRENCY, not this, bounds what runs.

@@ -4,11 +4,11 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
-import { staleAfterMs } from "../models/insert-job";
+import { staleAfterMs } from "./insert-job";
 import { withCrawlProgress } from "../models/crawls";
 import { cancelJob, FINISHED_JOB_STATUSES, getJob, JOB_KINDS, JOB_STATUSES, listJobs, pendingJobIds, presentJob, reapJobs, touchStalePending, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
 import { nodesRunning } from "../moleculer.config";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 interface JobsMethods {
   reap(): Promise<void>;

@@ -3,8 +3,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError } from "../lib/platform/errors";
 import { DbMixin } from "../mixins/db.mixin";
-import { definePage } from "../models/page.model";
-import type { Runtime } from "../runtime";
+import { definePage } from "../models/pages";
+import type { Runtime } from "../lib/contracts";
 import { idParam, pageOf, paginationParams } from "../lib/api/params";
 
 interface PageQuery {

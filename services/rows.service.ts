@@ -5,7 +5,7 @@ import { ConflictError } from "../lib/platform/errors";
 import { pageOf, paginationParams } from "../lib/api/params";
 import { DbMixin } from "../mixins/db.mixin";
 import { clearRows, defineRow } from "../models/rows";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 interface Adapter {
   find(filters: { limit?: number; offset?: number; sort?: string[] }): Promise<object[]>;

@@ -9,11 +9,12 @@ import { CHANNEL_IDS, EVENT_JOBS_UPDATED, EVENT_QUARTER } from "../lib/platform/
 import { QUARTER_MINUTES } from "../lib/scheduling/minute-planner";
 import { realClock, sendSpread } from "../lib/scheduling/spread";
 import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from "../lib/scheduling/upstream";
-import { claimMinute, dispatchDue, minutesSummary, minuteOf, replanOrphans, replanUndelivered, settleSlot, startSlot, upsertUser } from "../models/id-tasks";
+import { claimMinute, dispatchDue, minutesSummary, minuteOf, replanOrphans, replanUndelivered, settleSlot, startSlot } from "../models/id-tasks";
+import { upsertUser } from "../models/users";
 import { presentJob, type JobRow } from "../models/jobs";
 import { ThrottleMixin } from "../mixins/throttle.mixin";
 import { nodesRunning } from "../moleculer.config";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 // The most ids one minute dispatches; the rest stay planned and go out in the next minutes.
 const DISPATCH_MAX_PER_MINUTE = 200_000;

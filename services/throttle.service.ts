@@ -7,7 +7,7 @@ import type { LimiterStats } from "../lib/throttle";
 import { holdersOf, type HolderView } from "../lib/throttle/leased-slots";
 import type { SemaphoreStats } from "../lib/throttle/semaphore";
 import { nodesRunning } from "../moleculer.config";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../lib/contracts";
 
 export const METRICS_INTERVAL_MS = 1_000;
 const MAX_CONCURRENT_LIMIT = 10_000;

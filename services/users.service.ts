@@ -5,7 +5,6 @@
 // to Sequelize as they come (a 500, or a filter the caller wrote), so every action here checks
 // its parameters itself and hands moleculer-db's methods only values built from allow-lists.
 import type { Context, ServiceSchema } from "moleculer";
-import { DataTypes, type Model, type ModelStatic, type Sequelize } from "sequelize";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/platform/errors";
 import { sqlStateOf } from "../lib/api/http-error";
 import {
@@ -25,7 +24,8 @@ import {
   textFilter,
 } from "../lib/api/params";
 import { DbMixin } from "../mixins/db.mixin";
-import type { Runtime } from "../runtime";
+import { defineUser } from "../models/users";
+import type { Runtime } from "../lib/contracts";
 
 const MAX_NAME_LENGTH = 500;
 const MAX_SEARCH_LENGTH = 100;
@@ -44,25 +44,6 @@ const FILTERS = {
   name: textFilter(MAX_NAME_LENGTH),
   email: textFilter(MAX_EMAIL_LENGTH),
 };
-
-function defineUser(db: Sequelize): ModelStatic<Model> {
-  return (
-    db.models.User ??
-    db.define(
-      "User",
-      {
-        id: { type: DataTypes.INTEGER, primaryKey: true, autoIncrement: true },
-        externalId: { type: DataTypes.BIGINT, field: "external_id", allowNull: false, unique: true },
-        name: DataTypes.TEXT,
-        email: DataTypes.TEXT,
-        profile: DataTypes.JSONB,
-        createdAt: { type: DataTypes.DATE, field: "created_at" },
-        updatedAt: { type: DataTypes.DATE, field: "updated_at" },
-      },
-      { tableName: "users", timestamps: true },
-    )
-  );
-}
 
 // moleculer merges a service's action into the mixin's one of the same name key by key, so a
 // `list` of ours would keep moleculer-db's unchecked `query`, `fields`, `populate`… rules. Its

@@ -6,9 +6,9 @@ import type { Sequelize } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
 import { JobStoppedError } from "../lib/platform/errors";
 import { batchSizes, randomRowBatch } from "../lib/loading/random-rows";
-import type { ActiveJob } from "../runtime";
-import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "./jobs";
-import { insertRowBatch } from "./rows";
+import type { ActiveJob } from "../lib/contracts";
+import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
+import { insertRowBatch } from "../models/rows";
 
 export interface InsertJobDeps {
   db: Sequelize;

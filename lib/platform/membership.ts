@@ -1,0 +1,25 @@
+// What this process knows about the cluster's members, from the broker's registry: who shares a
+// resource's limits, and whether a holder of slots is still a member.
+import type { ServiceBroker } from "moleculer";
+import { nodesRunning } from "../../moleculer.config";
+
+// A node may call another holder of slots gone from the cluster only after it has had time to
+// hear from every node (one heartbeat): before that, an empty registry means nothing.
+const DISCOVERY_GRACE_MS = 5_000;
+
+/** Whether the process named `holder` (its broker metadata leaseHolder) is no longer a member. */
+export function holderAbsence(broker: ServiceBroker, ownHolder: string): (holder: string) => boolean {
+  const startedAt = Date.now();
+  return (holder) => {
+    if (holder === ownHolder || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
+    return !broker.registry.nodes.toArray().some((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
+  };
+}
+
+/**
+ * How many nodes share a resource's limits (for the local fallback share): the crawlers share
+ * the per-host limits; every node shares the database's.
+ */
+export function nodesSharing(broker: ServiceBroker): (resource: string) => number {
+  return (resource) => nodesRunning(broker, resource.startsWith("fetch:") ? "crawler" : "throttle").length || 1;
+}

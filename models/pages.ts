@@ -1,0 +1,74 @@
+// The pages table: the Sequelize model behind the pages API, and the ingestor's batch upsert.
+import { DataTypes, QueryTypes, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
+
+/** One fetched page as the crawler sends it on the pages channel and the ingestor stores it. */
+export interface PageRecord {
+  crawlId: number;
+  url: string;
+  depth: number;
+  status: number;
+  contentType: string;
+  title: string | null;
+  body: string;
+  bytes: number;
+  links: number;
+  fetchedAt: string;
+}
+
+/** The pages table (created by migrations, never by sync()), with camelCase attribute names for the API. */
+export function definePage(db: Sequelize): ModelStatic<Model> {
+  return (
+    db.models.Page ??
+    db.define(
+      "Page",
+      {
+        id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
+        url: { type: DataTypes.TEXT, allowNull: false, unique: true },
+        crawlId: { type: DataTypes.INTEGER, field: "crawl_id" },
+        status: { type: DataTypes.INTEGER, allowNull: false },
+        title: DataTypes.TEXT,
+        contentType: { type: DataTypes.TEXT, field: "content_type" },
+        body: DataTypes.TEXT,
+        bytes: { type: DataTypes.INTEGER, allowNull: false },
+        links: { type: DataTypes.INTEGER, allowNull: false },
+        depth: { type: DataTypes.INTEGER, allowNull: false },
+        fetchedAt: { type: DataTypes.DATE, field: "fetched_at" },
+        storedAt: { type: DataTypes.DATE, field: "stored_at" },
+      },
+      { tableName: "pages", timestamps: false },
+    )
+  );
+}
+
+const PAGE_COLUMNS = ["url", "crawl_id", "status", "title", "content_type", "body", "bytes", "links", "depth", "fetched_at"] as const;
+const UPDATES = PAGE_COLUMNS.filter((c) => c !== "url").map((c) => `${c} = EXCLUDED.${c}`);
+
+/**
+ * A batch as one statement may upsert it: one row per URL (redelivery can put a page in a batch
+ * twice, and one statement may not upsert a row twice), sorted so that two batches sharing URLs
+ * lock rows in the same order.
+ */
+export const distinctPagesByUrl = (batch: PageRecord[]): PageRecord[] =>
+  [...new Map(batch.map((p) => [p.url, p])).values()].sort((a, b) => (a.url < b.url ? -1 : 1));
+
+/**
+ * The one multi-row upsert of a batch (from distinctPagesByUrl). It is idempotent, and an older
+ * fetch never overwrites a newer one. Exported as a statement so the benchmark's bare-pg baseline
+ * runs exactly this SQL.
+ */
+export function upsertPagesStatement(pages: PageRecord[]): { sql: string; bind: unknown[] } {
+  const bind: unknown[] = [];
+  const rows = pages.map((p) => {
+    const values = [p.url, p.crawlId, p.status, p.title, p.contentType, p.body, p.bytes, p.links, p.depth, p.fetchedAt];
+    return `(${values.map((v) => `$${bind.push(v)}`).join(", ")})`;
+  });
+  const sql = `INSERT INTO pages (${PAGE_COLUMNS.join(", ")}) VALUES ${rows.join(", ")}
+             ON CONFLICT (url) DO UPDATE SET ${UPDATES.join(", ")}, stored_at = now()
+             WHERE pages.fetched_at <= EXCLUDED.fetched_at`;
+  return { sql, bind };
+}
+
+export async function upsertPages(db: Sequelize, pages: PageRecord[], transaction: Transaction): Promise<void> {
+  const { sql, bind } = upsertPagesStatement(pages);
+  await db.query(sql, { bind, transaction, type: QueryTypes.INSERT });
+}

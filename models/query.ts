@@ -1,0 +1,11 @@
+// The one query helper of the data layer: a parameterised SELECT (or a writing statement with
+// RETURNING) answering plain rows. Every statement family in models/ takes the Sequelize
+// instance, and an optional transaction, as its first arguments.
+import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
+
+export const select = <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T[]> =>
+  db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
+
+/** The first row, or null. */
+export const selectOne = async <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T | null> =>
+  (await select<T>(db, sql, bind, transaction))[0] ?? null;
