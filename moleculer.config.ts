@@ -46,9 +46,7 @@ export function brokerOptions(config: Config): BrokerOptions {
     // second time (servers closed twice log ERR_SERVER_NOT_RUNNING).
     skipProcessEventRegistration: true,
     namespace: config.namespace,
-    transporter: config.transporter
-      ? { type: "NATS", options: { servers: config.transporter } }
-      : undefined,
+    transporter: config.transporter ? { type: "NATS", options: { servers: config.transporter } } : undefined,
     logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
     logLevel: config.logLevel,
     requestTimeout: 30_000,

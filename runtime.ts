@@ -37,7 +37,19 @@ type ServiceFactory = (rt: Runtime) => ServiceSchema<any, any>;
 // The api role also serves crawl and page records, so reads and crawl requests work while no
 // worker runs (a crawl then stays "pending" until a crawler joins).
 const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
-  api: [apiService, crawlsService, pagesService, jobsService, insertsService, rowsService, idTasksService, usersService, jobControlService, throttleService, backlogService],
+  api: [
+    apiService,
+    crawlsService,
+    pagesService,
+    jobsService,
+    insertsService,
+    rowsService,
+    idTasksService,
+    usersService,
+    jobControlService,
+    throttleService,
+    backlogService,
+  ],
   crawler: [crawlerService, throttleService],
   ingestor: [ingestorService, jobRunnerService, jobControlService, throttleService],
   scheduler: [schedulerService, throttleService],
@@ -59,7 +71,6 @@ export async function startSluice(config: Config): Promise<Sluice> {
   const database = await openDatabase(config);
   const activeJobs = new Map<number, ActiveJob>();
   const boot = new Boot();
-  let limits: LimiterHub | undefined;
   // Resources outlive the services that use them and close once, after the broker stops, on
   // every path that stops it (including the REPL's quit, which calls broker.stop() directly).
   let closing: Promise<void> | null = null;
@@ -69,13 +80,19 @@ export async function startSluice(config: Config): Promise<Sluice> {
       // once their slots are released.
       await database.db.close().catch(() => {});
       await database.embedded?.stop();
-      await limits?.stop().catch(() => {});
+      await limits.stop().catch(() => {});
     })());
   const broker = createBroker(config, database.holder, boot, activeJobs, closeResources);
-  limits = new LimiterHub(config.redisUrl, `sluice:${config.namespace}:`, nodesSharing(broker), broker.getLogger("throttle"), {
-    holder: database.holder,
-    leaseMs: config.throttleLeaseMs,
-  });
+  const limits: LimiterHub = new LimiterHub(
+    config.redisUrl,
+    `sluice:${config.namespace}:`,
+    nodesSharing(broker),
+    broker.getLogger("throttle"),
+    {
+      holder: database.holder,
+      leaseMs: config.throttleLeaseMs,
+    },
+  );
   const slots = connectionSlots(config, database, holderAbsence(broker, database.holder), broker.getLogger("throttle"));
   gateOperations(config, database, limits);
   const budget = budgetPool(config, database, limits, slots, () => nodesRunning(broker, "throttle"), broker.nodeID);
@@ -85,8 +102,18 @@ export async function startSluice(config: Config): Promise<Sluice> {
     await closeResources();
   };
   try {
-    createServices(broker, config.roles, { config, db: database.db, dbGate: database.gate, limits, rebalance: budget.rebalance, jobPermits: budget.jobPermits, activeJobs, boot: boot.status, ownPorts: ports.all });
-    const migrated = boot.run(() => migrateSchema(config, database, limits!, budget, boot, broker));
+    createServices(broker, config.roles, {
+      config,
+      db: database.db,
+      dbGate: database.gate,
+      limits,
+      rebalance: budget.rebalance,
+      jobPermits: budget.jobPermits,
+      activeJobs,
+      boot: boot.status,
+      ownPorts: ports.all,
+    });
+    const migrated = boot.run(() => migrateSchema(config, database, limits, budget, boot, broker));
     await broker.start();
     await migrated;
     boot.enter("ready");
@@ -109,7 +136,13 @@ export async function startSluice(config: Config): Promise<Sluice> {
   };
 }
 
-function createBroker(config: Config, holder: string, boot: Boot, activeJobs: Map<number, ActiveJob>, closeResources: () => Promise<void>): ServiceBroker {
+function createBroker(
+  config: Config,
+  holder: string,
+  boot: Boot,
+  activeJobs: Map<number, ActiveJob>,
+  closeResources: () => Promise<void>,
+): ServiceBroker {
   const options = brokerOptions(config);
   // A stopping node hands its running jobs back (they roll back at their next batch and go to
   // another node) instead of holding the stop until they finish; the stop goes on once they have.
@@ -142,7 +175,14 @@ function createServices(broker: ServiceBroker, roles: readonly Role[], rt: Runti
 }
 
 /** The migration, under a connection slot of its own where there is a budget. */
-async function migrateSchema(config: Config, database: Database, limits: LimiterHub, budget: PoolBudget, boot: Boot, broker: ServiceBroker): Promise<void> {
+async function migrateSchema(
+  config: Config,
+  database: Database,
+  limits: LimiterHub,
+  budget: PoolBudget,
+  boot: Boot,
+  broker: ServiceBroker,
+): Promise<void> {
   const run = async () => {
     boot.enter("migrating");
     await migrate(database.url, database.holder, (msg) => broker.logger.info(msg));

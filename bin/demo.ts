@@ -17,11 +17,19 @@ async function main(): Promise<number> {
   // The id scheduler calls a small user API served here, with quarter-second minutes.
   const upstream = await serveUpstream();
   const config = loadConfig({
-    PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", DATA_DIR: "data/demo",
-    SCHEDULER_MINUTE_MS: "250", UPSTREAM_URL: upstream.url, UPSTREAM_RATE: "200/s",
-    ...env, CRAWL_ALLOW_HOSTS: allow,
+    PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "warn",
+    DATA_DIR: "data/demo",
+    SCHEDULER_MINUTE_MS: "250",
+    UPSTREAM_URL: upstream.url,
+    UPSTREAM_RATE: "200/s",
+    ...env,
+    CRAWL_ALLOW_HOSTS: allow,
   });
-  console.log(`Sample site on ${site.url}; starting Sluice (${config.databaseUrl ? "DATABASE_URL" : `embedded PGlite in ${config.dataDir}`})...`);
+  console.log(
+    `Sample site on ${site.url}; starting Sluice (${config.databaseUrl ? "DATABASE_URL" : `embedded PGlite in ${config.dataDir}`})...`,
+  );
   const sluice = await startSluice(config);
   try {
     console.log(`API on ${sluice.apiUrl}. Crawling ${site.url}/ ...`);
@@ -29,10 +37,15 @@ async function main(): Promise<number> {
     const crawl = await crawlAndWatch(sluice.broker, `${site.url}/`, undefined, (line) => console.log(`  ${line}`));
     const seconds = (Date.now() - started) / 1000;
     const p = crawl.pages;
-    const pages = await sluice.broker.call<{ items: { url: string; title: string | null }[] }, object>("pages.list", { crawl: crawl.id, limit: 5 });
+    const pages = await sluice.broker.call<{ items: { url: string; title: string | null }[] }, object>("pages.list", {
+      crawl: crawl.id,
+      limit: 5,
+    });
 
     console.log("\nSummary");
-    console.table([{ crawl: crawl.id, status: crawl.status, discovered: p.discovered, stored: p.stored, failed: p.failed, skipped: p.skipped, seconds }]);
+    console.table([
+      { crawl: crawl.id, status: crawl.status, discovered: p.discovered, stored: p.stored, failed: p.failed, skipped: p.skipped, seconds },
+    ]);
     console.log("First stored pages:");
     for (const page of pages.items) console.log(`  ${page.url.replace(site.url, "")}  "${page.title}"`);
 
@@ -41,8 +54,15 @@ async function main(): Promise<number> {
     console.table(throttleRows(nodes));
 
     const e = SAMPLE_SITE_EXPECTED;
-    const exact = crawl.status === "succeeded" && p.discovered === e.discovered && p.stored === e.stored && p.failed === e.failed && p.skipped === e.skipped;
-    console.log(exact ? "\nCounts match the sample site exactly." : `\nCounts differ from the sample site's: expected ${JSON.stringify(e)}`);
+    const exact =
+      crawl.status === "succeeded" &&
+      p.discovered === e.discovered &&
+      p.stored === e.stored &&
+      p.failed === e.failed &&
+      p.skipped === e.skipped;
+    console.log(
+      exact ? "\nCounts match the sample site exactly." : `\nCounts differ from the sample site's: expected ${JSON.stringify(e)}`,
+    );
     const inserts = await insertJobs(sluice);
     const scheduled = await scheduleIds(sluice, upstream);
     return exact && inserts && scheduled ? 0 : 1;
@@ -79,7 +99,8 @@ async function insertJobs(sluice: Sluice): Promise<boolean> {
         });
       }, reject);
     });
-  const line = (j: JobUpdate) => `  job ${j.id} ${j.status}: ${j.progress.done}/${j.progress.total} rows${j.throughput ? `, ${j.throughput} rows/s` : ""}`;
+  const line = (j: JobUpdate) =>
+    `  job ${j.id} ${j.status}: ${j.progress.done}/${j.progress.total} rows${j.throughput ? `, ${j.throughput} rows/s` : ""}`;
 
   const before = await count();
   console.log(`\nBulk insert: a job of 100,000 rows (rows in the table: ${before})`);
@@ -93,7 +114,8 @@ async function insertJobs(sluice: Sluice): Promise<boolean> {
     if (!stopping && j.progress.done >= 200_000) {
       stopping = true;
       console.log(`  stop ${j.id} ...`);
-      void broker.call("jobs.stop", { id: j.id });
+      // Not awaited: the demo watches the job end cancelled through its events.
+      void broker.call("jobs.stop", { id: j.id }).catch((err: unknown) => console.error(`  stop ${j.id} failed:`, err));
     }
   });
   const afterSecond = await count();
@@ -102,7 +124,9 @@ async function insertJobs(sluice: Sluice): Promise<boolean> {
     { job: second.id, rows: 2_000_000, status: second.status, "rows in table after": afterSecond },
   ]);
   const ok = first.status === "succeeded" && afterFirst === before + 100_000 && second.status === "cancelled" && afterSecond === afterFirst;
-  console.log(ok ? "The first job added exactly 100,000 rows; the stopped one rolled back and added none." : "Row counts are not what they must be.");
+  console.log(
+    ok ? "The first job added exactly 100,000 rows; the stopped one rolled back and added none." : "Row counts are not what they must be.",
+  );
   return ok;
 }
 
@@ -110,14 +134,23 @@ async function insertJobs(sluice: Sluice): Promise<boolean> {
 async function scheduleIds(sluice: Sluice, upstream: UpstreamServer): Promise<boolean> {
   const ids = Array.from({ length: 300 }, (_, i) => 1001 + i);
   const minuteMs = sluice.config.scheduler.minuteMs;
-  console.log(`\nId scheduler: 300 ids at 10 a minute (a minute lasts ${minuteMs} ms here), against a user API on ${new URL(upstream.url).host}`);
-  const { id, plan } = await sluice.broker.call<{ id: number; plan: { firstMinute: string; lastMinute: string; perMinute: number; minutes: number } }, object>("idTasks.create", { ids, rpm: 10 });
-  console.log(`  plan: ${plan.minutes} minutes, at most ${plan.perMinute} ids a minute, from ${isoTime(plan.firstMinute)} to ${isoTime(plan.lastMinute)}`);
+  console.log(
+    `\nId scheduler: 300 ids at 10 a minute (a minute lasts ${minuteMs} ms here), against a user API on ${new URL(upstream.url).host}`,
+  );
+  const { id, plan } = await sluice.broker.call<
+    { id: number; plan: { firstMinute: string; lastMinute: string; perMinute: number; minutes: number } },
+    object
+  >("idTasks.create", { ids, rpm: 10 });
+  console.log(
+    `  plan: ${plan.minutes} minutes, at most ${plan.perMinute} ids a minute, from ${isoTime(plan.firstMinute)} to ${isoTime(plan.lastMinute)}`,
+  );
   const before = upstream.requests.length;
   const task = await watchJob(sluice.broker, id, (line) => console.log(`  ${line}`));
   const users = await sluice.broker.call<{ total: number }, object>("users.list", { pageSize: 1 });
   const calls = upstream.requests.length - before;
-  console.log(`  ${task.status}: ${task.progress.done} of ${task.progress.total} ids processed, ${calls} calls to the user API, ${users.total} users stored`);
+  console.log(
+    `  ${task.status}: ${task.progress.done} of ${task.progress.total} ids processed, ${calls} calls to the user API, ${users.total} users stored`,
+  );
   return task.status === "succeeded" && task.progress.done === 300 && calls === 300 && users.total >= 300;
 }
 

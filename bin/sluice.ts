@@ -19,6 +19,7 @@ async function main(): Promise<void> {
       return;
     }
     stopping = true;
+    // A signal handler cannot be awaited: the exit code comes from the stop's outcome.
     void sluice.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -29,7 +30,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
-  if (process.argv.includes("--repl")) await sluice.broker.repl();
+  // repl() starts the prompt and returns; the prompt keeps the process alive until quit.
+  if (process.argv.includes("--repl")) sluice.broker.repl();
 }
 
 main().catch((err: unknown) => {

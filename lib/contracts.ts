@@ -14,7 +14,7 @@ export interface Runtime {
   /** Cluster-wide limiters (Bottleneck, on Redis when REDIS_URL is set). */
   limits: LimiterHub;
   /** Resizes this node's pool to its share of DB_BUDGET for the current membership. */
-  rebalance(): void;
+  rebalance: () => void;
   /** Jobs running on this node at once: each holds a connection for its whole transaction. */
   jobPermits: Semaphore;
   /** The jobs running on this node, so that a stop request can abort one. */
@@ -22,7 +22,7 @@ export interface Runtime {
   /** Where this process's boot is: the api answers health at once and readiness with this. */
   boot: BootStatus;
   /** The ports this process listens on (API, metrics, embedded database): never crawlable. */
-  ownPorts(): number[];
+  ownPorts: () => number[];
 }
 
 export interface BootStatus {

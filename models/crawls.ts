@@ -52,7 +52,12 @@ export interface FetchRecord {
 }
 
 /** Creates a crawl, its root URL and its job row (kind "crawl"), answering the crawl and the job. */
-export async function createCrawl(db: Sequelize, url: string, maxPages: number, maxDepth: number): Promise<{ crawl: CrawlRow; job: JobRow }> {
+export async function createCrawl(
+  db: Sequelize,
+  url: string,
+  maxPages: number,
+  maxDepth: number,
+): Promise<{ crawl: CrawlRow; job: JobRow }> {
   return db.transaction(async (t) => {
     const [crawl] = await select<CrawlRow>(
       db,
@@ -73,11 +78,20 @@ export async function getCrawl(db: Sequelize, id: number): Promise<CrawlRow | nu
   return row ?? null;
 }
 
-export async function listCrawls(db: Sequelize, limit: number, offset: number, status?: CrawlStatus): Promise<{ rows: CrawlRow[]; total: number }> {
+export async function listCrawls(
+  db: Sequelize,
+  limit: number,
+  offset: number,
+  status?: CrawlStatus,
+): Promise<{ rows: CrawlRow[]; total: number }> {
   const where = status ? `WHERE status = $3` : "";
   const bind = status ? [limit, offset, status] : [limit, offset];
   const rows = await select<CrawlRow>(db, `SELECT * FROM crawls ${where} ORDER BY id DESC LIMIT $1 OFFSET $2`, bind);
-  const [count] = await select<{ n: number }>(db, `SELECT count(*) AS n FROM crawls ${status ? "WHERE status = $1" : ""}`, status ? [status] : []);
+  const [count] = await select<{ n: number }>(
+    db,
+    `SELECT count(*) AS n FROM crawls ${status ? "WHERE status = $1" : ""}`,
+    status ? [status] : [],
+  );
   return { rows, total: count?.n ?? 0 };
 }
 
@@ -114,17 +128,26 @@ export async function cancelCrawl(db: Sequelize, id: number): Promise<CrawlRow |
       t,
     );
     if (row) {
-      await db.query(`UPDATE crawl_urls SET state = 'skipped', reason = 'crawl cancelled', updated_at = now() WHERE crawl_id = $1 AND state = 'queued'`, {
-        bind: [id],
-        transaction: t,
-      });
+      await db.query(
+        `UPDATE crawl_urls SET state = 'skipped', reason = 'crawl cancelled', updated_at = now() WHERE crawl_id = $1 AND state = 'queued'`,
+        {
+          bind: [id],
+          transaction: t,
+        },
+      );
     }
     return row ?? null;
   });
 }
 
 /** Leases up to `limit` queued URLs of active crawls, shallowest first, and marks their crawls running. */
-export async function leaseUrls(db: Sequelize, limit: number, nodeId: string, leaseMs: number, onStarted?: (crawlIds: number[]) => void): Promise<LeasedUrl[]> {
+export async function leaseUrls(
+  db: Sequelize,
+  limit: number,
+  nodeId: string,
+  leaseMs: number,
+  onStarted?: (crawlIds: number[]) => void,
+): Promise<LeasedUrl[]> {
   return db.transaction(async (t) => {
     const rows = await select<{ crawl_id: number; url: string; depth: number; root_url: string; max_depth: number }>(
       db,
@@ -217,7 +240,10 @@ export async function recordFetch(db: Sequelize, lease: LeasedUrl, nodeId: strin
       t,
     );
     if (admitted.length > 0) {
-      await db.query(`UPDATE crawls SET discovered = discovered + $2 WHERE id = $1`, { bind: [lease.crawlId, admitted.length], transaction: t });
+      await db.query(`UPDATE crawls SET discovered = discovered + $2 WHERE id = $1`, {
+        bind: [lease.crawlId, admitted.length],
+        transaction: t,
+      });
     }
     return true;
   });

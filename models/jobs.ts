@@ -81,15 +81,29 @@ const one = (db: Sequelize, sql: string, bind: unknown[], transaction?: Transact
 const CLAIMED = `id = $1 AND node_id = $2 AND attempts = $3 AND status = 'running'`;
 const claimBind = (c: Claim) => [c.id, c.nodeId, c.attempt];
 
-export async function createJob(db: Sequelize, kind: JobKind, params: Record<string, unknown>, total: number | null, transaction?: Transaction): Promise<JobRow> {
-  return (await one(db, `INSERT INTO jobs (kind, params, progress_total) VALUES ($1, $2, $3) RETURNING *`, [kind, JSON.stringify(params), total], transaction))!;
+export async function createJob(
+  db: Sequelize,
+  kind: JobKind,
+  params: Record<string, unknown>,
+  total: number | null,
+  transaction?: Transaction,
+): Promise<JobRow> {
+  return (await one(
+    db,
+    `INSERT INTO jobs (kind, params, progress_total) VALUES ($1, $2, $3) RETURNING *`,
+    [kind, JSON.stringify(params), total],
+    transaction,
+  ))!;
 }
 
 export function getJob(db: Sequelize, id: number): Promise<JobRow | null> {
   return one(db, `SELECT * FROM jobs WHERE id = $1`, [id]);
 }
 
-export async function listJobs(db: Sequelize, f: { status?: JobStatus; kind?: JobKind; limit: number; offset: number }): Promise<{ rows: JobRow[]; total: number }> {
+export async function listJobs(
+  db: Sequelize,
+  f: { status?: JobStatus; kind?: JobKind; limit: number; offset: number },
+): Promise<{ rows: JobRow[]; total: number }> {
   const where = `($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)`;
   const bind = [f.status ?? null, f.kind ?? null];
   const [items, [count]] = await Promise.all([
@@ -104,7 +118,13 @@ export async function listJobs(db: Sequelize, f: { status?: JobStatus; kind?: Jo
  * `staleMs` (its node died). Null when the job is finished, runs elsewhere, or has used up its
  * attempts (then it is marked failed, which `exhausted` reports).
  */
-export async function claimJob(db: Sequelize, id: number, nodeId: string, staleMs: number, maxAttempts: number): Promise<{ job: JobRow | null; exhausted: JobRow | null }> {
+export async function claimJob(
+  db: Sequelize,
+  id: number,
+  nodeId: string,
+  staleMs: number,
+  maxAttempts: number,
+): Promise<{ job: JobRow | null; exhausted: JobRow | null }> {
   const claimable = `id = $1 AND kind = 'insert' AND (status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $2 * interval '1 millisecond'))`;
   const job = await one(
     db,
@@ -157,7 +177,15 @@ export function finishClaim(
             result = $8, finished_at = ${finished}, updated_at = clock_timestamp(), node_id = CASE WHEN $4 = 'pending' THEN NULL ELSE node_id END,
             attempts = attempts - CASE WHEN $9 THEN 1 ELSE 0 END
      WHERE ${CLAIMED} RETURNING *`,
-    [...claimBind(c), end.status, end.done ?? null, end.throughput ?? null, end.error ?? null, end.result ? JSON.stringify(end.result) : null, end.refund ?? false],
+    [
+      ...claimBind(c),
+      end.status,
+      end.done ?? null,
+      end.throughput ?? null,
+      end.error ?? null,
+      end.result ? JSON.stringify(end.result) : null,
+      end.refund ?? false,
+    ],
     transaction,
   );
 }
@@ -180,9 +208,18 @@ export function cancelJob(db: Sequelize, id: number): Promise<JobRow | null> {
  * `stillRunning` (which asks the job's node, when that node is alive) says no. Each goes back to
  * pending (to be delivered again), or ends failed when it has used up its attempts.
  */
-export async function reapJobs(db: Sequelize, staleMs: number, maxAttempts: number, stillRunning: (nodeId: string, id: number) => Promise<boolean>): Promise<JobRow[]> {
+export async function reapJobs(
+  db: Sequelize,
+  staleMs: number,
+  maxAttempts: number,
+  stillRunning: (nodeId: string, id: number) => Promise<boolean>,
+): Promise<JobRow[]> {
   const stale = `status = 'running' AND kind = 'insert' AND heartbeat_at < now() - $1 * interval '1 millisecond'`;
-  const candidates = await select<{ id: number; node_id: string; attempts: number }>(db, `SELECT id, node_id, attempts FROM jobs WHERE ${stale}`, [staleMs]);
+  const candidates = await select<{ id: number; node_id: string; attempts: number }>(
+    db,
+    `SELECT id, node_id, attempts FROM jobs WHERE ${stale}`,
+    [staleMs],
+  );
   const reaped: JobRow[] = [];
   for (const c of candidates) {
     if (await stillRunning(c.node_id, c.id)) continue;
@@ -219,10 +256,16 @@ export async function touchStalePending(db: Sequelize, olderThanMs: number): Pro
 
 /** Jobs of a kind waiting to run: an embedded node re-queues them at start (its queue lived in memory). */
 export async function pendingJobIds(db: Sequelize, kind: JobKind): Promise<number[]> {
-  return (await select<{ id: number }>(db, `SELECT id FROM jobs WHERE kind = $1 AND status = 'pending' ORDER BY id`, [kind])).map((r) => r.id);
+  return (await select<{ id: number }>(db, `SELECT id FROM jobs WHERE kind = $1 AND status = 'pending' ORDER BY id`, [kind])).map(
+    (r) => r.id,
+  );
 }
 
 /** Fails a job that never started (it could not be queued). */
 export function finishPendingJob(db: Sequelize, id: number, error: string): Promise<JobRow | null> {
-  return one(db, `UPDATE jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING *`, [id, error]);
+  return one(
+    db,
+    `UPDATE jobs SET status = 'failed', error = $2, finished_at = now(), updated_at = now() WHERE id = $1 AND status = 'pending' RETURNING *`,
+    [id, error],
+  );
 }

@@ -7,5 +7,9 @@ export const select = <T extends object>(db: Sequelize, sql: string, bind: unkno
   db.query<T>(sql, { bind, type: QueryTypes.SELECT, transaction });
 
 /** The first row, or null. */
-export const selectOne = async <T extends object>(db: Sequelize, sql: string, bind: unknown[], transaction?: Transaction): Promise<T | null> =>
-  (await select<T>(db, sql, bind, transaction))[0] ?? null;
+export const selectOne = async <T extends object>(
+  db: Sequelize,
+  sql: string,
+  bind: unknown[],
+  transaction?: Transaction,
+): Promise<T | null> => (await select<T>(db, sql, bind, transaction))[0] ?? null;

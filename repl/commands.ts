@@ -5,6 +5,9 @@ import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
 import type { JobView } from "../models/jobs";
 import { formatRate } from "../lib/throttle/rate";
 
+// moleculer-repl (vorpal) hands over words as strings, numbers as numbers; anything else is nothing.
+const argText = (v: unknown): string => (typeof v === "string" || typeof v === "number" ? String(v) : "");
+
 export const REPL_POLL_INTERVAL_MS = 500;
 
 interface ReplCommand {
@@ -22,7 +25,12 @@ export function formatCrawl(c: CrawlView): string {
 }
 
 /** Starts a crawl, then prints its progress until it finishes. */
-export async function crawlAndWatch(broker: ServiceBroker, url: string, maxPages: number | undefined, print: (line: string) => void): Promise<CrawlView> {
+export async function crawlAndWatch(
+  broker: ServiceBroker,
+  url: string,
+  maxPages: number | undefined,
+  print: (line: string) => void,
+): Promise<CrawlView> {
   const { id } = await broker.call<{ id: number }, object>("crawls.create", maxPages === undefined ? { url } : { url, maxPages });
   let last = "";
   for (;;) {
@@ -46,7 +54,12 @@ export function formatJob(j: JobView): string {
 }
 
 /** Prints a job's progress until it finishes (or `until` says to stop watching). */
-export async function watchJob(broker: ServiceBroker, id: number, print: (line: string) => void, until: (j: JobView) => boolean = () => false): Promise<JobView> {
+export async function watchJob(
+  broker: ServiceBroker,
+  id: number,
+  print: (line: string) => void,
+  until: (j: JobView) => boolean = () => false,
+): Promise<JobView> {
   let last = "";
   for (;;) {
     const job = await broker.call<JobView, { id: number }>("jobs.get", { id });
@@ -89,11 +102,31 @@ export function throttleRows(nodes: NodeThrottle[]): Record<string, string | num
   const rows: Record<string, string | number>[] = [];
   for (const n of nodes) {
     const d = n.db;
-    rows.push({ node: n.nodeId, resource: "db", limit: d.limit, rate: "-", running: d.running, queued: d.queued, peak: d.peakRunning, rejected: d.rejected, mode: "node bulkhead" });
+    rows.push({
+      node: n.nodeId,
+      resource: "db",
+      limit: d.limit,
+      rate: "-",
+      running: d.running,
+      queued: d.queued,
+      peak: d.peakRunning,
+      rejected: d.rejected,
+      mode: "node bulkhead",
+    });
     for (const l of n.limiters) {
       const mode = !l.clustered && !l.fallback ? "in-memory" : l.fallback ? "FALLBACK (local share)" : "cluster (Redis)";
       const rate = l.rate ? formatRate(l.rate) : "-";
-      rows.push({ node: n.nodeId, resource: l.resource, limit: l.maxConcurrent ?? "-", rate, running: l.running, queued: l.queued, peak: l.peakRunning, rejected: 0, mode });
+      rows.push({
+        node: n.nodeId,
+        resource: l.resource,
+        limit: l.maxConcurrent ?? "-",
+        rate,
+        running: l.running,
+        queued: l.queued,
+        peak: l.peakRunning,
+        rejected: 0,
+        mode,
+      });
     }
   }
   return rows;
@@ -132,9 +165,20 @@ export const replCommands: ReplCommand[] = [
       { option: "--limit <n>", description: "how many (default 20)" },
     ],
     action: reporting("jobs:", async (broker, args) => {
-      const params = { limit: Number(args.options.limit ?? 20), ...(args.options.status ? { status: String(args.options.status) } : {}) };
+      const params = { limit: Number(args.options.limit ?? 20), ...(args.options.status ? { status: argText(args.options.status) } : {}) };
       const { items, total } = await broker.call<{ items: JobView[]; total: number }, object>("jobs.list", params);
-      console.table(items.map((j) => ({ id: j.id, kind: j.kind, status: j.status, done: j.progress.done, total: j.progress.total, attempts: j.attempts, node: j.nodeId, error: j.error })));
+      console.table(
+        items.map((j) => ({
+          id: j.id,
+          kind: j.kind,
+          status: j.status,
+          done: j.progress.done,
+          total: j.progress.total,
+          attempts: j.attempts,
+          node: j.nodeId,
+          error: j.error,
+        })),
+      );
       console.log(`${items.length} of ${total}`);
     }),
   },
@@ -171,19 +215,27 @@ export const replCommands: ReplCommand[] = [
     ],
     action: reporting("schedule failed:", async (broker, args) => {
       // moleculer-repl hands over only the first of several listed ids: read them from the line.
-      const listed = listedArgs(String(args.rawCommand ?? ""));
+      const listed = listedArgs(argText(args.rawCommand));
       const ids = idsFrom(listed, args.options.range as string | undefined);
       const rpm = args.options.rpm === undefined ? {} : { rpm: Number(args.options.rpm) };
-      const { id, plan } = await broker.call<{ id: number; plan: { firstMinute: string; lastMinute: string; perMinute: number; minutes: number } }, object>("idTasks.create", { ids, ...rpm });
-      console.log(`id-task ${id}: ${ids.length} ids over ${plan.minutes} minutes, at most ${plan.perMinute} a minute, ${isoTime(plan.firstMinute)} to ${isoTime(plan.lastMinute)}`);
+      const { id, plan } = await broker.call<
+        { id: number; plan: { firstMinute: string; lastMinute: string; perMinute: number; minutes: number } },
+        object
+      >("idTasks.create", { ids, ...rpm });
+      console.log(
+        `id-task ${id}: ${ids.length} ids over ${plan.minutes} minutes, at most ${plan.perMinute} a minute, ${isoTime(plan.firstMinute)} to ${isoTime(plan.lastMinute)}`,
+      );
     }),
   },
   {
     command: "slots <taskId> [minute]",
     description: "The ids of an id-task with their minute and state (one minute's, given its ISO time)",
     action: reporting("slots:", async (broker, args) => {
-      const params = { id: Number(args.taskId), limit: 500, ...(args.minute ? { minute: String(args.minute) } : {}) };
-      const { items } = await broker.call<{ items: { id: number; minute: string; state: string; attempts: number; error: string | null }[] }, object>("idTasks.slots", params);
+      const params = { id: Number(args.taskId), limit: 500, ...(args.minute ? { minute: argText(args.minute) } : {}) };
+      const { items } = await broker.call<
+        { items: { id: number; minute: string; state: string; attempts: number; error: string | null }[] },
+        object
+      >("idTasks.slots", params);
       console.table(items);
     }),
   },
@@ -198,7 +250,7 @@ export const replCommands: ReplCommand[] = [
         console.log("changed:", await broker.call("throttle.set", { resource: args.resource, [setting]: value }));
         await new Promise((r) => setTimeout(r, 200));
       } else if (args.action !== undefined) {
-        throw new Error(`unknown action "${String(args.action)}"; use "throttle" or "throttle set ..."`);
+        throw new Error(`unknown action "${argText(args.action)}"; use "throttle" or "throttle set ..."`);
       }
       const { nodes, resources } = await broker.call<{ nodes: NodeThrottle[]; resources: ResourceRow[] }>("throttle.cluster");
       console.table(throttleRows(nodes));

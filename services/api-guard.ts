@@ -6,7 +6,17 @@ import crypto from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import bodyParser from "body-parser";
 import { ForbiddenError, NotFoundError, RequestError, UnauthorizedError, ValidationError } from "../lib/platform/errors";
-import { authorize, bearerToken, isJsonContentType, isSupportedEncoding, jsonDepthExceeds, MAX_JSON_DEPTH, originAllowed, type Caller, type Tokens } from "../lib/api/request-guard";
+import {
+  authorize,
+  bearerToken,
+  isJsonContentType,
+  isSupportedEncoding,
+  jsonDepthExceeds,
+  MAX_JSON_DEPTH,
+  originAllowed,
+  type Caller,
+  type Tokens,
+} from "../lib/api/request-guard";
 import { ACTION_ACCESS, type RouteSpec } from "./api-routes";
 
 export type GuardedRequest = IncomingMessage & { parsedUrl?: string; body?: unknown; $caller?: Caller };
@@ -32,7 +42,8 @@ export function callerFrom(header: string | undefined, tokens: Tokens): Caller |
   return "invalid";
 }
 
-export const hasBody = (req: IncomingMessage) => Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
+export const hasBody = (req: IncomingMessage) =>
+  Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
 
 export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: readonly string[]) {
   const open = tokens.write === null;
@@ -41,7 +52,8 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
     strict: true,
     // The depth is checked on the raw bytes, before JSON.parse builds anything.
     verify: (_req, _res, buf) => {
-      if (jsonDepthExceeds(buf)) throw new RequestError(400, "JSON_TOO_DEEP", `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, { field: "body" });
+      if (jsonDepthExceeds(buf))
+        throw new RequestError(400, "JSON_TOO_DEEP", `JSON nested deeper than ${MAX_JSON_DEPTH} levels`, { field: "body" });
     },
     // Every JSON media type was checked before: parse whatever reaches the parser.
     type: () => true,
@@ -58,7 +70,9 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
     if (req.method === "OPTIONS") {
       const wanted = String(req.headers["access-control-request-method"] ?? "").toUpperCase();
       if (!corsAllowed || !wanted || !this.resolveAlias(url, wanted)) {
-        return next(new RequestError(405, "METHOD_NOT_ALLOWED", "OPTIONS is answered only to a CORS preflight from an origin in API_CORS_ORIGINS"));
+        return next(
+          new RequestError(405, "METHOD_NOT_ALLOWED", "OPTIONS is answered only to a CORS preflight from an origin in API_CORS_ORIGINS"),
+        );
       }
       res.setHeader("Access-Control-Allow-Methods", wanted);
       res.setHeader("Access-Control-Allow-Headers", "Authorization, Content-Type");
@@ -86,10 +100,18 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
 
     if (!BODY_METHODS.has(req.method ?? "") || !hasBody(req)) return next();
     if (!isSupportedEncoding(req.headers["content-encoding"])) {
-      return next(new RequestError(400, "BAD_CONTENT_ENCODING", "Content-Encoding must be identity, gzip, deflate or br", { field: "content-encoding" }));
+      return next(
+        new RequestError(400, "BAD_CONTENT_ENCODING", "Content-Encoding must be identity, gzip, deflate or br", {
+          field: "content-encoding",
+        }),
+      );
     }
     if (!isJsonContentType(req.headers["content-type"])) {
-      return next(new RequestError(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be JSON, sent as Content-Type: application/json", { field: "content-type" }));
+      return next(
+        new RequestError(415, "UNSUPPORTED_MEDIA_TYPE", "the body must be JSON, sent as Content-Type: application/json", {
+          field: "content-type",
+        }),
+      );
     }
     parseJson(req, res, (err?: unknown) => {
       if (err) return next(bodyError(err));

@@ -47,7 +47,7 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
 
   return {
     name: "api",
-    mixins: [ApiGateway as unknown as Partial<ServiceSchema>],
+    mixins: [ApiGateway],
     settings: {
       port: config.port,
       ip: "0.0.0.0",

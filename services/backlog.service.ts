@@ -30,13 +30,19 @@ export default function backlogService({ db }: Runtime): ServiceSchema<ServiceSe
     methods: {
       async refresh() {
         const backlog = await readBacklog(db);
-        for (const [key, queue] of Object.entries(QUEUES)) this.broker.metrics.set(METRIC_BACKLOG, backlog[key as keyof Backlog], { queue });
+        for (const [key, queue] of Object.entries(QUEUES))
+          this.broker.metrics.set(METRIC_BACKLOG, backlog[key as keyof Backlog], { queue });
         return backlog;
       },
     },
 
     created() {
-      this.broker.metrics.register({ type: "gauge", name: METRIC_BACKLOG, description: "Work waiting for a worker, per queue", labelNames: ["queue"] });
+      this.broker.metrics.register({
+        type: "gauge",
+        name: METRIC_BACKLOG,
+        description: "Work waiting for a worker, per queue",
+        labelNames: ["queue"],
+      });
     },
 
     started() {

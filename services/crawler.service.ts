@@ -8,8 +8,16 @@ import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_F
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/crawl/robots";
 import { CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { extractPage, sameOrigin } from "../lib/crawl/url";
-import { leaseUrls, recordFetch, releaseLease, releaseExpiredLeases, runningCrawlIds, type LeasedUrl, type FetchRecord } from "../models/crawls";
-import { announceCrawlJobs, finishAndAnnounce } from "./crawl-events";
+import {
+  leaseUrls,
+  recordFetch,
+  releaseLease,
+  releaseExpiredLeases,
+  runningCrawlIds,
+  type LeasedUrl,
+  type FetchRecord,
+} from "../models/crawls";
+import { announceCrawlJobs, finishAndAnnounce } from "./announce";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../lib/contracts";
 import type { PageRecord } from "../models/pages";
@@ -62,7 +70,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
 
     events: {
       [EVENT_CRAWL_CREATED]() {
-        void this.fill();
+        void this.fill(); // an event handler need not wait for the leases; fill never rejects
       },
     },
 
@@ -84,6 +92,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       this.filling = false;
       this.stopping = false;
       this.work = new Set();
+      // fill and sweep never reject (each logs its own failure); the next tick retries.
       this.timers = [
         setInterval(() => void this.fill(), POLL_INTERVAL_MS),
         setInterval(() => void this.track(this.sweep()), SWEEP_INTERVAL_MS),
@@ -100,6 +109,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
     methods: {
       track<T>(p: Promise<T>): Promise<T> {
         this.work.add(p);
+        // Bookkeeping only: the caller awaits `p` itself and sees its failure.
         void p.finally(() => this.work.delete(p)).catch(() => {});
         return p;
       },
@@ -110,12 +120,21 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         try {
           const room = crawl.nodeConcurrency - this.inFlight;
           if (room <= 0) return;
-          const leases = await this.track(leaseUrls(db, room, this.broker.nodeID, crawl.leaseMs, (started) => void announceCrawlJobs(db, this.broker, started).catch(() => {})));
+          const leases = await this.track(
+            leaseUrls(
+              db,
+              room,
+              this.broker.nodeID,
+              crawl.leaseMs,
+              (started) => void announceCrawlJobs(db, this.broker, started).catch(() => {}) /* news only */,
+            ),
+          );
           for (const lease of leases) {
             this.inFlight++;
+            // Not awaited: leases run side by side, up to the room; crawlOne never rejects.
             void this.track(this.crawlOne(lease)).finally(() => {
               this.inFlight--;
-              void this.fill();
+              void this.fill(); // never rejects
             });
           }
         } catch (err) {
@@ -201,12 +220,24 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
             fetchedAt: new Date().toISOString(),
           };
           if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) {
-            rec = { state: "failed", reason: "page too large to send to the ingestor", httpStatus: outcome.status, links: [], linkDepth: 0 };
+            rec = {
+              state: "failed",
+              reason: "page too large to send to the ingestor",
+              httpStatus: outcome.status,
+              links: [],
+              linkDepth: 0,
+            };
             page = null;
           }
         } else if (outcome.kind === "redirect") {
           // The target is crawled as a URL of its own, so each page is stored once under the URL that serves it.
-          rec = { state: "skipped", reason: `redirected to ${outcome.to}`, httpStatus: outcome.status, links: [outcome.to], linkDepth: lease.depth };
+          rec = {
+            state: "skipped",
+            reason: `redirected to ${outcome.to}`,
+            httpStatus: outcome.status,
+            links: [outcome.to],
+            linkDepth: lease.depth,
+          };
         } else {
           rec = { state: outcome.kind, reason: outcome.reason, httpStatus: outcome.status ?? null, links: [], linkDepth: 0 };
         }
@@ -218,12 +249,12 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         else await finishAndAnnounce(db, this.broker, lease.crawlId);
       },
 
-
       async sweep() {
         if (this.stopping) return;
         try {
           const released = await releaseExpiredLeases(db, MAX_URL_ATTEMPTS);
-          if (released > 0) this.logger.warn(`${released} URL(s) whose lease expired were re-queued (or failed after ${MAX_URL_ATTEMPTS} attempts)`);
+          if (released > 0)
+            this.logger.warn(`${released} URL(s) whose lease expired were re-queued (or failed after ${MAX_URL_ATTEMPTS} attempts)`);
           const running = await runningCrawlIds(db);
           for (const id of running) await finishAndAnnounce(db, this.broker, id);
           // robots.txt rules are cached per crawl; forget those of crawls that ended.

@@ -1,13 +1,22 @@
 // Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError, ValidationError } from "../lib/platform/errors";
-import { EVENT_CRAWL_CREATED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { presentJob } from "../models/jobs";
+import { EVENT_CRAWL_CREATED } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
 import { normalizeUrl } from "../lib/crawl/url";
-import { cancelCrawl, crawlCounts, createCrawl, CRAWL_STATUSES, getCrawl, listCrawls, type CrawlCounts, type CrawlRow, type CrawlStatus } from "../models/crawls";
-import { announceCrawlJobs } from "./crawl-events";
+import {
+  cancelCrawl,
+  crawlCounts,
+  createCrawl,
+  CRAWL_STATUSES,
+  getCrawl,
+  listCrawls,
+  type CrawlCounts,
+  type CrawlRow,
+  type CrawlStatus,
+} from "../models/crawls";
+import { announce, announceCrawlJobs, announceJob } from "./announce";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const DEFAULT_MAX_PAGES = 1000;
@@ -83,11 +92,16 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
           const url = normalizeUrl(ctx.params.url);
           if (url === null) throw new ValidationError("url", `"${ctx.params.url}" is not an http:// or https:// URL`);
           await assertPublicTarget(url, policy);
-          const { crawl, job } = await createCrawl(db, url, ctx.params.maxPages ?? DEFAULT_MAX_PAGES, ctx.params.maxDepth ?? DEFAULT_MAX_DEPTH);
+          const { crawl, job } = await createCrawl(
+            db,
+            url,
+            ctx.params.maxPages ?? DEFAULT_MAX_PAGES,
+            ctx.params.maxDepth ?? DEFAULT_MAX_DEPTH,
+          );
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/crawls/${crawl.id}` };
-          void ctx.broadcast(EVENT_CRAWL_CREATED, { id: crawl.id });
-          void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+          announce(ctx, EVENT_CRAWL_CREATED, { id: crawl.id });
+          announceJob(ctx, job);
           return { id: crawl.id, status: crawl.status };
         },
       },
@@ -106,7 +120,10 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
         async handler(ctx: Context<{ limit?: number; offset?: number; status?: CrawlStatus }>) {
           const { limit, offset } = pageOf(ctx.params);
           const { rows, total } = await listCrawls(db, limit, offset, ctx.params.status);
-          const counts = await crawlCounts(db, rows.map((c) => c.id));
+          const counts = await crawlCounts(
+            db,
+            rows.map((c) => c.id),
+          );
           return { items: rows.map((c) => present(c, counts.get(c.id)!)), total, limit, offset };
         },
       },
@@ -116,6 +133,7 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
         async handler(ctx: Context<{ id: number }>) {
           const cancelled = await cancelCrawl(db, ctx.params.id);
           if (cancelled) {
+            // Not awaited: the cancel is committed; the event is news, and a reader sees the row.
             void announceCrawlJobs(db, this.broker, [cancelled.id]).catch(() => {});
             return view(cancelled);
           }

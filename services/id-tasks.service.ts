@@ -2,11 +2,11 @@
 // RPM cap, each processed in its minute by the scheduler. The records and their changes.
 import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError, ValidationError } from "../lib/platform/errors";
-import { EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { createIdTask, getIdTasks, listSlots, replanIdTask, setPaused, slotCounts } from "../models/id-tasks";
 import { getJob, listJobs, presentJob, type JobRow } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
+import { announceJob } from "./announce";
 
 export const MAX_TASK_IDS = 1_000_000;
 export const MAX_RPM = 1_000_000;
@@ -39,7 +39,12 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
       create: {
         retryPolicy: { enabled: false },
         params: {
-          ids: { type: "array", min: 1, max: MAX_TASK_IDS, items: { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER } },
+          ids: {
+            type: "array",
+            min: 1,
+            max: MAX_TASK_IDS,
+            items: { type: "number", integer: true, positive: true, max: Number.MAX_SAFE_INTEGER },
+          },
           rpm: rpmParam,
         },
         async handler(ctx: Context<{ ids: number[]; rpm?: number }, HttpMeta>) {
@@ -49,10 +54,14 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
             seen.add(id);
           }
           const { job, plan } = await createIdTask(db, ctx.params.ids, ctx.params.rpm ?? config.scheduler.defaultRpm, minuteMs);
-          void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+          announceJob(ctx, job);
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/id-tasks/${job.id}` };
-          return { id: job.id, status: job.status, plan: { firstMinute: plan.firstMinuteAt, lastMinute: plan.lastMinuteAt, perMinute: plan.perMinute, minutes: plan.minutes } };
+          return {
+            id: job.id,
+            status: job.status,
+            plan: { firstMinute: plan.firstMinuteAt, lastMinute: plan.lastMinuteAt, perMinute: plan.perMinute, minutes: plan.minutes },
+          };
         },
       },
 
@@ -77,7 +86,8 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
         retryPolicy: { enabled: false },
         params: { id: intIdParam, paused: { type: "boolean", optional: true }, rpm: rpmParam, $$strict: true },
         async handler(ctx: Context<{ id: number; paused?: boolean; rpm?: number }>) {
-          if (ctx.params.paused === undefined && ctx.params.rpm === undefined) throw new ValidationError("paused", "send paused (true or false) and/or rpm");
+          if (ctx.params.paused === undefined && ctx.params.rpm === undefined)
+            throw new ValidationError("paused", "send paused (true or false) and/or rpm");
           await view(ctx.params.id);
           if (ctx.params.paused !== undefined) await setPaused(db, ctx.params.id, ctx.params.paused);
           if (ctx.params.rpm !== undefined) await replanIdTask(db, ctx.params.id, ctx.params.rpm, minuteMs);
@@ -92,7 +102,17 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
           const { limit, offset } = pageOf(ctx.params);
           const minute = ctx.params.minute ? Math.floor(ctx.params.minute.getTime() / minuteMs) : null;
           const rows = await listSlots(db, ctx.params.id, minute, limit, offset);
-          return { items: rows.map((r) => ({ id: r.external_id, minute: new Date(r.minute * minuteMs), state: r.state, attempts: r.attempts, error: r.error })), limit, offset };
+          return {
+            items: rows.map((r) => ({
+              id: r.external_id,
+              minute: new Date(r.minute * minuteMs),
+              state: r.state,
+              attempts: r.attempts,
+              error: r.error,
+            })),
+            limit,
+            offset,
+          };
         },
       },
     },

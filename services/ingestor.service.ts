@@ -5,7 +5,7 @@ import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Batcher } from "../lib/platform/batcher";
 import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
 import { markStored } from "../models/crawls";
-import { finishAndAnnounce } from "./crawl-events";
+import { finishAndAnnounce } from "./announce";
 import type { Runtime } from "../lib/contracts";
 import { distinctPagesByUrl, upsertPages, type PageRecord } from "../models/pages";
 
@@ -49,12 +49,18 @@ export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceS
         const pages = distinctPagesByUrl(batch);
         await db.transaction(async (t) => {
           await upsertPages(db, pages, t);
-          await markStored(db, pages.map((p) => ({ crawlId: p.crawlId, url: p.url })), t);
+          await markStored(
+            db,
+            pages.map((p) => ({ crawlId: p.crawlId, url: p.url })),
+            t,
+          );
         });
         this.broker.metrics.increment(METRIC_PAGES_STORED, undefined, pages.length);
         // The pages are committed: a failure here must not redeliver them (the sweep finishes the crawl).
         for (const crawlId of new Set(pages.map((p) => p.crawlId))) {
-          await finishAndAnnounce(db, this.broker, crawlId).catch((err: unknown) => this.logger.warn(`Finishing crawl ${crawlId} failed`, err));
+          await finishAndAnnounce(db, this.broker, crawlId).catch((err: unknown) =>
+            this.logger.warn(`Finishing crawl ${crawlId} failed`, err),
+          );
         }
       },
     },

@@ -58,7 +58,11 @@ export async function runRegistered(
     broadcast(view);
   };
   const finished = runInsertJob({ ...deps, announce }, id, controller.signal);
-  const entry: ActiveJob = { abort: (reason = "stopped") => controller.abort(reason), view: () => live, finished: finished.catch(() => null) };
+  const entry: ActiveJob = {
+    abort: (reason = "stopped") => controller.abort(reason),
+    view: () => live,
+    finished: finished.catch(() => null),
+  };
   active.set(id, entry);
   try {
     return await finished;
@@ -88,7 +92,8 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
   let lost = false;
   const throughput = () => Math.round(done / Math.max((Date.now() - started) / 1000, 0.001));
 
-  let beating: Promise<void> | null = null;
+  // Typed by assertion: set inside the timer's closure, which narrowing does not see.
+  let beating = null as Promise<void> | null;
   const heartbeat = setInterval(() => {
     deps.keepAlive?.();
     // One beat at a time: with every connection busy, beats wait rather than pile up.
@@ -113,7 +118,14 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
         done += size;
         if (Date.now() - lastEvent >= PROGRESS_EVENT_MS || done === total) {
           lastEvent = Date.now();
-          deps.announce({ id, status: "running", progress: { done, total }, throughput: throughput(), nodeId: deps.nodeId, attempts: claim.attempt });
+          deps.announce({
+            id,
+            status: "running",
+            progress: { done, total },
+            throughput: throughput(),
+            nodeId: deps.nodeId,
+            attempts: claim.attempt,
+          });
         }
       }
       checkpoint();
@@ -139,7 +151,9 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
     }
     if (err instanceof JobStoppedError) {
       // This node is stopping: the job goes back to the queue, and the attempt does not count.
-      const row = await finishClaim(db, claim, { status: "pending", done: 0, error: "handed back by a stopping node", refund: true }).catch(() => null);
+      const row = await finishClaim(db, claim, { status: "pending", done: 0, error: "handed back by a stopping node", refund: true }).catch(
+        () => null,
+      );
       if (row) deps.announce(row);
       throw err;
     }

@@ -7,6 +7,7 @@ import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { runRegistered } from "./insert-job";
 import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
+import { announce, announceJob } from "./announce";
 
 export const DEFAULT_INSERT_ROWS = 100_000;
 export const MAX_INSERT_ROWS = 10_000_000;
@@ -36,12 +37,12 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
           requireBody(ctx);
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;
           const job = await createJob(db, "insert", { rows }, rows);
-          void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+          announceJob(ctx, job);
           try {
             await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
           } catch (err) {
             const failed = await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`);
-            if (failed) void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(failed));
+            announceJob(ctx, failed);
             throw new NotQueuedError(`job ${job.id} could not be queued (it is marked failed); nothing was inserted`, { id: job.id });
           }
           ctx.meta.$statusCode = 202;
@@ -60,7 +61,7 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
           requireBody(ctx);
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;
           const job = await createJob(db, "insert", { rows, sync: true }, rows);
-          const broadcast = (view: object) => void ctx.broadcast(EVENT_JOBS_UPDATED, view);
+          const broadcast = (view: object) => announce(ctx, EVENT_JOBS_UPDATED, view);
           broadcast(presentJob(job));
           // One attempt: the caller is waiting, and hears of a failure at once.
           const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 } };

@@ -6,6 +6,7 @@ import type { ServiceSchema } from "moleculer";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { runRegistered } from "./insert-job";
 import type { Runtime } from "../lib/contracts";
+import { announce } from "./announce";
 
 // Messages a node may hold at once (JetStream's max_ack_pending): jobs waiting for a slot are
 // held too, kept alive like running ones. JOB_CONCURRENCY, not this, bounds what runs.
@@ -33,7 +34,11 @@ export default function jobRunnerService({ db, config, jobPermits, activeJobs }:
         maxInFlight: JOBS_HELD_MAX,
         maxRetries: JOBS_CHANNEL_MAX_RETRIES,
         nats: { consumerOptions: { config: { ack_wait: jobAckWaitMs(config.jobs.heartbeatMs) * 1_000_000 } } },
-        async handler(this: { broker: { stopping: boolean }; run(id: number, keepAlive: () => void): Promise<unknown> }, msg: JobMessage, raw?: unknown) {
+        async handler(
+          this: { broker: { stopping: boolean }; run(id: number, keepAlive: () => void): Promise<unknown> },
+          msg: JobMessage,
+          raw?: unknown,
+        ) {
           const keepAlive = () => (raw as RawMessage | undefined)?.working?.();
           const waiting = setInterval(keepAlive, config.jobs.heartbeatMs);
           let release: () => void;
@@ -59,7 +64,7 @@ export default function jobRunnerService({ db, config, jobPermits, activeJobs }:
     methods: {
       run(id: number, keepAlive: () => void) {
         const deps = { db, nodeId: this.broker.nodeID, settings: config.jobs, keepAlive, canHandBack: true };
-        return runRegistered(deps, id, activeJobs, (view) => void this.broker.broadcast(EVENT_JOBS_UPDATED, view));
+        return runRegistered(deps, id, activeJobs, (view) => announce(this.broker, EVENT_JOBS_UPDATED, view));
       },
     },
   };

@@ -2,13 +2,28 @@
 // sends a job whose node died back to pending (or to failed, when its attempts are spent).
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError } from "../lib/platform/errors";
-import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
+import { CHANNEL_JOBS } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { staleAfterMs } from "./insert-job";
 import { withCrawlProgress } from "../models/crawls";
-import { cancelJob, FINISHED_JOB_STATUSES, getJob, JOB_KINDS, JOB_STATUSES, listJobs, pendingJobIds, presentJob, reapJobs, touchStalePending, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
+import {
+  cancelJob,
+  FINISHED_JOB_STATUSES,
+  getJob,
+  JOB_KINDS,
+  JOB_STATUSES,
+  listJobs,
+  pendingJobIds,
+  presentJob,
+  reapJobs,
+  touchStalePending,
+  type JobKind,
+  type JobRow,
+  type JobStatus,
+} from "../models/jobs";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
+import { announceJob } from "./announce";
 
 interface JobsMethods {
   reap(): Promise<void>;
@@ -67,7 +82,9 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
         params: { id: intIdParam },
         async handler(ctx: Context<{ id: number }>) {
           const aborted = await Promise.all(
-            nodesRunning(this.broker, "jobControl").map((nodeID) => ctx.call<JobRow | null, { id: number }>("jobControl.abort", { id: ctx.params.id }, { nodeID }).catch(() => null)),
+            nodesRunning(this.broker, "jobControl").map((nodeID) =>
+              ctx.call<JobRow | null, { id: number }>("jobControl.abort", { id: ctx.params.id }, { nodeID }).catch(() => null),
+            ),
           );
           // The runner's commit is guarded by status 'running': once this is written it cannot commit.
           // A runner that aborted has announced the cancellation itself.
@@ -75,7 +92,7 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           if (byRunner) return presentJob(byRunner);
           const cancelled = await cancelJob(db, ctx.params.id);
           if (cancelled) {
-            void ctx.broadcast(EVENT_JOBS_UPDATED, presentJob(cancelled));
+            announceJob(ctx, cancelled);
             return presentJob(cancelled);
           }
           const job = await getJob(db, ctx.params.id);
@@ -84,7 +101,10 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
             await ctx.call("crawls.cancel", { id: Number(job.params.crawlId) });
             return (await withCrawlProgress(db, [presentJob((await getJob(db, job.id))!)]))[0];
           }
-          throw new ConflictError(`job ${job.id} has already ${job.status === "cancelled" ? "been cancelled" : job.status}`, { id: job.id, status: job.status });
+          throw new ConflictError(`job ${job.id} has already ${job.status === "cancelled" ? "been cancelled" : job.status}`, {
+            id: job.id,
+            status: job.status,
+          });
         },
       },
     },
@@ -101,16 +121,19 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           const stillRunning = async (nodeId: string, id: number) => {
             if (!this.broker.registry.nodes.get(nodeId)?.available) return false;
             // An unreachable node counts as running it: its heartbeat is the judge once it has left.
-            return this.broker.call<boolean, { id: number }>("jobControl.running", { id }, { nodeID: nodeId, timeout: 2_000, retries: 0 }).catch(() => true);
+            return this.broker
+              .call<boolean, { id: number }>("jobControl.running", { id }, { nodeID: nodeId, timeout: 2_000, retries: 0 })
+              .catch(() => true);
           };
           for (const job of await reapJobs(db, staleMs, config.jobs.maxAttempts, stillRunning)) {
             this.logger.warn(`Job ${job.id}: ${job.error}`);
-            void this.broker.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
+            announceJob(this.broker, job);
             if (job.status === "pending") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id }).catch(() => {});
           }
           if (Date.now() - lastResendCheck >= resendCheckMs) {
             lastResendCheck = Date.now();
-            for (const id of await touchStalePending(db, resendAfterMs)) await this.broker.sendToChannel(CHANNEL_JOBS, { id }).catch(() => {});
+            for (const id of await touchStalePending(db, resendAfterMs))
+              await this.broker.sendToChannel(CHANNEL_JOBS, { id }).catch(() => {});
           }
         } finally {
           this.reaping = false;

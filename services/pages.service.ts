@@ -39,10 +39,7 @@ export default function pagesService({ db }: Runtime): ServiceSchema {
           const adapter = this.adapter as Adapter;
           const { limit, offset } = pageOf(ctx.params);
           const query = queryOf(ctx.params);
-          const [docs, total] = await Promise.all([
-            adapter.find({ query, limit, offset, sort: ["id"] }),
-            adapter.count({ query }),
-          ]);
+          const [docs, total] = await Promise.all([adapter.find({ query, limit, offset, sort: ["id"] }), adapter.count({ query })]);
           // Bodies can be large: the list leaves them out; GET /api/pages/:id has them.
           const items = docs.map((d) => {
             const { body: _body, ...rest } = adapter.entityToObject(d);

@@ -5,16 +5,17 @@
 import type { ServiceSchema } from "moleculer";
 import { initialState, onSuccess, onThrottle } from "../lib/throttle/adaptive-rate";
 import { localAdaptiveStore, redisAdaptiveStore, type AdaptiveStore } from "../lib/throttle/adaptive-store";
-import { CHANNEL_IDS, EVENT_JOBS_UPDATED, EVENT_QUARTER } from "../lib/platform/names";
+import { CHANNEL_IDS, EVENT_QUARTER } from "../lib/platform/names";
 import { QUARTER_MINUTES } from "../lib/scheduling/minute-planner";
 import { realClock, sendSpread } from "../lib/scheduling/spread";
 import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from "../lib/scheduling/upstream";
-import { claimMinute, dispatchDue, minutesSummary, minuteOf, replanOrphans, replanUndelivered, settleSlot, startSlot } from "../models/id-tasks";
+import { claimMinute, dispatchDue, settleSlot, startSlot } from "../models/id-dispatch";
+import { minutesSummary, minuteOf, replanOrphans, replanUndelivered } from "../models/id-tasks";
 import { upsertUser } from "../models/users";
-import { presentJob, type JobRow } from "../models/jobs";
 import { ThrottleMixin } from "../mixins/throttle.mixin";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
+import { announce, announceJob } from "./announce";
 
 // The most ids one minute dispatches; the rest stay planned and go out in the next minutes.
 const DISPATCH_MAX_PER_MINUTE = 200_000;
@@ -56,7 +57,6 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
   let timer: NodeJS.Timeout | null = null;
   let stopping = false;
   let replanned = false;
-  const announce = (broker: { broadcast(e: string, p: unknown): unknown }, job: JobRow | null) => job && void broker.broadcast(EVENT_JOBS_UPDATED, presentJob(job));
 
   return {
     name: "scheduler",
@@ -86,7 +86,10 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         if (stopping) return;
         const now = Date.now();
         const minute = minuteOf(now, s.minuteMs);
-        timer = setTimeout(() => void this.tick().catch((err: unknown) => this.logger.warn("Scheduler tick failed", err)), (minute + 1) * s.minuteMs - now + 5);
+        timer = setTimeout(
+          () => void this.tick().catch((err: unknown) => this.logger.warn("Scheduler tick failed", err)),
+          (minute + 1) * s.minuteMs - now + 5,
+        );
         // Embedded mode's channel lived in memory: what it held is planned again, once, before
         // anything is dispatched (here rather than at boot, where a busy database would fail it).
         if (!config.transporter && !replanned) {
@@ -94,11 +97,17 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
           replanned = true;
         }
         if (!(await claimMinute(db, minute, this.broker.nodeID))) return;
-        const orphans = await replanOrphans(db, [...nodesRunning(this.broker, "scheduler"), this.broker.nodeID], Math.max(2 * s.minuteMs, ORPHAN_AFTER_MS));
+        const orphans = await replanOrphans(
+          db,
+          [...nodesRunning(this.broker, "scheduler"), this.broker.nodeID],
+          Math.max(2 * s.minuteMs, ORPHAN_AFTER_MS),
+        );
         if (orphans > 0) this.logger.warn(`${orphans} id(s) dispatched by a node that left are planned again`);
         const due = await dispatchDue(db, minute, DISPATCH_MAX_PER_MINUTE, this.broker.nodeID);
+        // Not awaited: the quarter report must not delay the minute's dispatch.
         if (minute % QUARTER_MINUTES === 0) void this.reportQuarter(minute).catch(() => {});
-        const send = (slot: { task_id: number; external_id: number }) => this.broker.sendToChannel(CHANNEL_IDS, { taskId: slot.task_id, externalId: slot.external_id });
+        const send = (slot: { task_id: number; external_id: number }) =>
+          this.broker.sendToChannel(CHANNEL_IDS, { taskId: slot.task_id, externalId: slot.external_id });
         await sendSpread(due, minute * s.minuteMs, s.minuteMs, send, realClock, () => stopping);
       },
 
@@ -106,14 +115,19 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
       async reportQuarter(minute: number) {
         const from = minute - QUARTER_MINUTES;
         const counts = await minutesSummary(db, from, minute);
-        const summary = { quarter: Math.floor((((from % 60) + 60) % 60) / QUARTER_MINUTES), from: new Date(from * s.minuteMs), to: new Date(minute * s.minuteMs), counts };
+        const summary = {
+          quarter: Math.floor((((from % 60) + 60) % 60) / QUARTER_MINUTES),
+          from: new Date(from * s.minuteMs),
+          to: new Date(minute * s.minuteMs),
+          counts,
+        };
         if (Object.values(counts).some((n) => n > 0)) this.logger.info(`Quarter ${summary.quarter} ended: ${JSON.stringify(counts)}`);
-        void this.broker.broadcast(EVENT_QUARTER, summary);
+        announce(this.broker, EVENT_QUARTER, summary);
       },
 
       async process(msg: IdMessage) {
         const { taken, job } = await startSlot(db, msg.taskId, msg.externalId);
-        announce(this.broker, job);
+        announceJob(this.broker, job);
         if (!taken) return;
         let error = "not attempted";
         for (let attempt = 1; attempt <= s.upstreamMaxAttempts; attempt++) {
@@ -126,16 +140,20 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
           }
           if (last.kind === "ok") {
             await upsertUser(db, msg.externalId, last.profile);
-            announce(this.broker, await settleSlot(db, msg.taskId, msg.externalId, { ok: true }));
+            announceJob(this.broker, await settleSlot(db, msg.taskId, msg.externalId, { ok: true }));
             return;
           }
           error = last.error;
           if (attempt < s.upstreamMaxAttempts) {
-            const wait = last.kind === "throttled" && last.retryAfterMs !== null ? last.retryAfterMs : backoffMs(attempt, RETRY_BASE_MS, RETRY_CAP_MS);
+            const wait =
+              last.kind === "throttled" && last.retryAfterMs !== null ? last.retryAfterMs : backoffMs(attempt, RETRY_BASE_MS, RETRY_CAP_MS);
             await new Promise((r) => setTimeout(r, wait));
           }
         }
-        announce(this.broker, await settleSlot(db, msg.taskId, msg.externalId, { ok: false, error: `${error} (after ${s.upstreamMaxAttempts} attempts)` }));
+        announceJob(
+          this.broker,
+          await settleSlot(db, msg.taskId, msg.externalId, { ok: false, error: `${error} (after ${s.upstreamMaxAttempts} attempts)` }),
+        );
       },
 
       /** One call under the upstream's limit: known (cluster-wide), adaptive, or none. */
@@ -150,13 +168,19 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         // Calls already waiting in the limiter when a Retry-After came are held back too: sent
         // into a window the upstream has closed, each would only collect another 429.
         const store = adaptiveStore();
-        const outcome = await this.limiterFor(resource, { maxConcurrent: null, rate: { count: appliedRate, perMs: 1000 }, exact: true }).schedule(async () => {
+        const outcome = await this.limiterFor(resource, {
+          maxConcurrent: null,
+          rate: { count: appliedRate, perMs: 1000 },
+          exact: true,
+        }).schedule(async () => {
           const pause = store.current().pausedUntil - Date.now();
           return pause > 0 ? ({ kind: "deferred", waitMs: pause } as const) : call();
         });
         if (outcome.kind === "deferred" || outcome.kind === "failed") return outcome;
         const now = Date.now();
-        const state = await store.update((st) => (outcome.kind === "throttled" ? onThrottle(st, ADAPTIVE_BOUNDS, now, outcome.retryAfterMs) : onSuccess(st, ADAPTIVE_BOUNDS, now)));
+        const state = await store.update((st) =>
+          outcome.kind === "throttled" ? onThrottle(st, ADAPTIVE_BOUNDS, now, outcome.retryAfterMs) : onSuccess(st, ADAPTIVE_BOUNDS, now),
+        );
         // The limiter's rate lives in Redis too: a change written here holds for every node.
         if (Math.abs(state.rate - appliedRate) / appliedRate >= ADAPTIVE_WRITE_CHANGE) {
           appliedRate = state.rate;
@@ -168,6 +192,7 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
 
     started() {
       stopping = false;
+      // Not awaited: started() returns at once; each tick schedules the next.
       void this.tick().catch((err: unknown) => this.logger.warn("Scheduler tick failed", err));
     },
 

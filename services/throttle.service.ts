@@ -131,11 +131,21 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
 
       /** Every node's figures, and per resource the sums across nodes. */
       async cluster(ctx: Context) {
-        const nodes = await Promise.all(nodesRunning(this.broker, "throttle").map((nodeID) => ctx.call<NodeThrottle, object>("throttle.local", {}, { nodeID })));
+        const nodes = await Promise.all(
+          nodesRunning(this.broker, "throttle").map((nodeID) => ctx.call<NodeThrottle, object>("throttle.local", {}, { nodeID })),
+        );
         const resources = new Map<string, ResourceRow>();
         const add = (r: Omit<ResourceRow, "fallbackNodes" | "nodes"> & { fallback: boolean }, sumLimits: boolean) => {
           const { fallback, ...figures } = r;
-          const sum = resources.get(r.resource) ?? { ...figures, limit: sumLimits ? 0 : r.limit, running: 0, queued: 0, rejected: 0, fallbackNodes: 0, nodes: 0 };
+          const sum = resources.get(r.resource) ?? {
+            ...figures,
+            limit: sumLimits ? 0 : r.limit,
+            running: 0,
+            queued: 0,
+            rejected: 0,
+            fallbackNodes: 0,
+            nodes: 0,
+          };
           if (sumLimits) sum.limit = (sum.limit ?? 0) + (r.limit ?? 0);
           sum.running += r.running;
           sum.queued += r.queued;
@@ -146,10 +156,32 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
         };
         for (const n of nodes) {
           // The bulkheads are per node: the cluster's figure is their sum.
-          add({ resource: "db (bulkheads)", limit: n.db.limit, rate: null, running: n.db.running, queued: n.db.queued, rejected: n.db.rejected, fallback: false }, true);
+          add(
+            {
+              resource: "db (bulkheads)",
+              limit: n.db.limit,
+              rate: null,
+              running: n.db.running,
+              queued: n.db.queued,
+              rejected: n.db.rejected,
+              fallback: false,
+            },
+            true,
+          );
           for (const l of n.limiters) {
             const rate = l.rate ? formatRate(l.rate) : null;
-            add({ resource: l.resource, limit: l.maxConcurrent, rate, running: l.running, queued: l.queued, rejected: 0, fallback: l.fallback }, false);
+            add(
+              {
+                resource: l.resource,
+                limit: l.maxConcurrent,
+                rate,
+                running: l.running,
+                queued: l.queued,
+                rejected: 0,
+                fallback: l.fallback,
+              },
+              false,
+            );
             const row = resources.get(l.resource)!;
             if (l.maxConcurrent !== null) row.reclaimed = (row.reclaimed ?? 0) + l.reclaimed;
           }
@@ -176,7 +208,12 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
       gauge("sluice.throttle.queued", "Operations waiting per resource on this node");
       gauge("sluice.throttle.rejected", "Operations refused (queue full) per resource on this node");
       gauge("sluice.throttle.fallback", "1 while a resource runs on this node's local share because Redis is down");
-      this.broker.metrics.register({ type: "counter", name: "sluice.throttle.reclaimed", description: "Slots this node took back from holders that stopped renewing", labelNames: ["resource"] });
+      this.broker.metrics.register({
+        type: "counter",
+        name: "sluice.throttle.reclaimed",
+        description: "Slots this node took back from holders that stopped renewing",
+        labelNames: ["resource"],
+      });
     },
 
     started() {

@@ -55,7 +55,15 @@ const WITHOUT_DB_ACTIONS: Partial<ServiceSchema> = {
 
 // Declared so that `$$strict` refuses everything else; the handlers parse them.
 const optional = { type: "any", optional: true } as const;
-const listParams = { page: optional, pageSize: optional, sort: optional, search: optional, searchFields: optional, query: optional, $$strict: true } as const;
+const listParams = {
+  page: optional,
+  pageSize: optional,
+  sort: optional,
+  search: optional,
+  searchFields: optional,
+  query: optional,
+  $$strict: true,
+} as const;
 
 // Length caps run before anything else looks at a value (fastest-validator's checks are O(1)
 // for length); what the validator cannot check in linear time is checked in checkFields.
@@ -104,9 +112,12 @@ function listQuery(p: ListParams) {
 
 /** What the validator's rules do not check: text Postgres can store, and the e-mail's form (in one pass). */
 function checkFields(p: UserFields): void {
-  if (typeof p.name === "string" && !isStorableText(p.name)) throw new ValidationError("name", "The 'name' field must not hold NUL or unpaired surrogate characters.");
-  if (typeof p.email === "string" && !isEmailAddress(p.email)) throw new ValidationError("email", "The 'email' field must be an e-mail address.");
-  if (p.profile && !isStorableJson(p.profile)) throw new ValidationError("profile", "The 'profile' field must not hold NUL or unpaired surrogate characters.");
+  if (typeof p.name === "string" && !isStorableText(p.name))
+    throw new ValidationError("name", "The 'name' field must not hold NUL or unpaired surrogate characters.");
+  if (typeof p.email === "string" && !isEmailAddress(p.email))
+    throw new ValidationError("email", "The 'email' field must be an e-mail address.");
+  if (p.profile && !isStorableJson(p.profile))
+    throw new ValidationError("profile", "The 'profile' field must not hold NUL or unpaired surrogate characters.");
 }
 
 /** moleculer-db's "Entity not found" (404 without a type) as ours; a taken externalId as a 409 naming it. */

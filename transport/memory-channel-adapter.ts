@@ -13,7 +13,13 @@ interface Message {
 }
 
 interface Subscription {
-  chan: { id: string; name: string; maxInFlight?: number; maxRetries?: number; handler: (payload: unknown, raw: unknown) => Promise<unknown> };
+  chan: {
+    id: string;
+    name: string;
+    maxInFlight?: number;
+    maxRetries?: number;
+    handler: (payload: unknown, raw: unknown) => Promise<unknown>;
+  };
   queue: Message[];
   inFlight: number;
   stopped: boolean;

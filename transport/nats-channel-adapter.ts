@@ -55,7 +55,9 @@ export class NatsChannelAdapter extends (Adapters.NATS as unknown as new (opts?:
       } catch (err) {
         const code = (err as { api_error?: { err_code?: number } }).api_error?.err_code;
         if (code !== CONSUMER_NAME_IN_USE || attempt === ATTEMPTS) throw err;
-        this.logger.warn(`Another node created the '${chan.group}' consumer of '${chan.name}' at the same time; subscribing again (attempt ${attempt + 1}).`);
+        this.logger.warn(
+          `Another node created the '${chan.group}' consumer of '${chan.name}' at the same time; subscribing again (attempt ${attempt + 1}).`,
+        );
         // The failed try registered the channel's in-flight list; the next one registers it anew.
         this.activeMessages.delete(chan.id);
         await new Promise((resolve) => setTimeout(resolve, 50 * attempt + Math.random() * 100));

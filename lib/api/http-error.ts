@@ -116,7 +116,8 @@ export function toHttpError(err: unknown): HttpError {
   // body-parser's errors carry `status` and a dotted `type`.
   if (e.type === "entity.parse.failed") return make(400, "MALFORMED_JSON", "request body is not valid JSON");
   if (e.type === "entity.too.large") return make(413, "PAYLOAD_TOO_LARGE", e.message ?? "request body too large");
-  if (e.type === "encoding.unsupported" || e.type === "charset.unsupported") return make(415, "UNSUPPORTED_MEDIA_TYPE", e.message ?? "unsupported encoding");
+  if (e.type === "encoding.unsupported" || e.type === "charset.unsupported")
+    return make(415, "UNSUPPORTED_MEDIA_TYPE", e.message ?? "unsupported encoding");
 
   const status = typeof e.code === "number" ? e.code : typeof e.status === "number" ? e.status : 500;
   const type = typeof e.type === "string" ? e.type : undefined;

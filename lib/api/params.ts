@@ -35,6 +35,7 @@ const MAX_NAMES_LENGTH = 200;
 // RFC 5321: a path is at most 256 octets with its angle brackets; the local part at most 64.
 export const MAX_EMAIL_LENGTH = 254;
 const MAX_EMAIL_LOCAL_LENGTH = 64;
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const EMAIL_FORBIDDEN = /[\s\u0000-\u001f\u007f]/; // one character class, no quantifier
 
 /**
@@ -117,7 +118,11 @@ export function isEmailAddress(s: string): boolean {
  */
 export function parseNames(field: string, raw: unknown, allowed: readonly string[], signed = false): string[] {
   const refuse = () =>
-    new ValidationError(field, `The '${field}' field must name ${signed ? "columns, each optionally prefixed with \"-\"," : "columns"} from: ${allowed.join(", ")}.`, { allowed });
+    new ValidationError(
+      field,
+      `The '${field}' field must name ${signed ? 'columns, each optionally prefixed with "-",' : "columns"} from: ${allowed.join(", ")}.`,
+      { allowed },
+    );
   let items: unknown[];
   if (typeof raw === "string") {
     if (raw.length > MAX_NAMES_LENGTH) throw refuse();
@@ -159,11 +164,18 @@ export const textFilter = (maxLength: number): FilterRule => ({
  * mapped to a value its rule takes. Equality only: an operator object, an array (IN) or an
  * unknown column is refused, so the filter that reaches Sequelize is one we built.
  */
-export function parseFilter(field: string, raw: unknown, rules: Readonly<Record<string, FilterRule>>, maxJsonLength: number): Record<string, string | number | null> {
+export function parseFilter(
+  field: string,
+  raw: unknown,
+  rules: Readonly<Record<string, FilterRule>>,
+  maxJsonLength: number,
+): Record<string, string | number | null> {
   const columns = Object.keys(rules);
   let value = raw;
   if (typeof raw === "string") {
-    const notJson = new ValidationError(field, `The '${field}' field must be a JSON object of at most ${maxJsonLength} characters.`, { max: maxJsonLength });
+    const notJson = new ValidationError(field, `The '${field}' field must be a JSON object of at most ${maxJsonLength} characters.`, {
+      max: maxJsonLength,
+    });
     if (raw.length > maxJsonLength) throw notJson;
     try {
       value = JSON.parse(raw);

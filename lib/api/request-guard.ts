@@ -39,10 +39,17 @@ export function authorize(access: Access, caller: Caller | "invalid", open: bool
 /** application/json or any +json type, in UTF-8 (JSON has no other charset: RFC 8259). */
 export function isJsonContentType(header: string | undefined): boolean {
   if (!header) return false;
-  const [type, ...params] = header.toLowerCase().split(";").map((s) => s.trim());
-  const json = type === "application/json" || (type !== undefined && type.length <= 127 && type.startsWith("application/") && type.endsWith("+json"));
+  const [type, ...params] = header
+    .toLowerCase()
+    .split(";")
+    .map((s) => s.trim());
+  const json =
+    type === "application/json" || (type !== undefined && type.length <= 127 && type.startsWith("application/") && type.endsWith("+json"));
   if (!json) return false;
-  const charset = params.find((p) => p.startsWith("charset="))?.slice(8).replace(/"/g, "");
+  const charset = params
+    .find((p) => p.startsWith("charset="))
+    ?.slice(8)
+    .replace(/"/g, "");
   return charset === undefined || charset === "utf-8" || charset === "utf8";
 }
 
@@ -61,7 +68,8 @@ export function jsonDepthExceeds(raw: Buffer | string, max = MAX_JSON_DEPTH): bo
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) {
       inString = true;

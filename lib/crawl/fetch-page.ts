@@ -88,7 +88,7 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
         chunks.push(chunk as Buffer);
       }
       // Postgres text cannot hold NUL; pages that contain it are binary in disguise anyway.
-      const body = Buffer.concat(chunks).toString("utf8").replace(/\u0000/g, "");
+      const body = Buffer.concat(chunks).toString("utf8").replaceAll("\u0000", "");
       return { kind: "ok", url: current, status, contentType, body, bytes };
     }
   } catch (err) {

@@ -229,17 +229,23 @@ export function guardedLookup(policy: CrawlTargetPolicy, port: number) {
   return (hostname: string, options: dnsCallback.LookupOptions, callback: LookupCallback): void => {
     dnsCallback.lookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, []);
-      const list = addresses as LookupAddress[];
-      policy.refuses(hostname, port, list.map((a) => a.address)).then(
-        (refused) => {
-          if (refused) return callback(new TargetNotAllowedError(hostname) as unknown as NodeJS.ErrnoException, []);
-          if (options.all) return callback(null, list);
-          const first = list[0];
-          if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: "ENOTFOUND" }), []);
-          callback(null, first.address, first.family);
-        },
-        (e: unknown) => callback(e as NodeJS.ErrnoException, []),
-      );
+      const list: LookupAddress[] = addresses;
+      policy
+        .refuses(
+          hostname,
+          port,
+          list.map((a) => a.address),
+        )
+        .then(
+          (refused) => {
+            if (refused) return callback(new TargetNotAllowedError(hostname) as unknown as NodeJS.ErrnoException, []);
+            if (options.all) return callback(null, list);
+            const first = list[0];
+            if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: "ENOTFOUND" }), []);
+            callback(null, first.address, first.family);
+          },
+          (e: unknown) => callback(e as NodeJS.ErrnoException, []),
+        );
     });
   };
 }

@@ -23,6 +23,7 @@ export class Batcher<T> {
   add(item: T): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ item, resolve, reject });
+      // Not awaited: add() settles through its own resolve/reject, and flushNow never rejects.
       if (this.pending.length >= this.opts.maxSize) void this.flushNow();
       else this.timer ??= setTimeout(() => void this.flushNow(), this.opts.maxWaitMs);
     });
@@ -37,7 +38,7 @@ export class Batcher<T> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     const batch = this.pending.splice(0, this.opts.maxSize);
-    if (this.pending.length > 0) this.timer = setTimeout(() => void this.flushNow(), 0);
+    if (this.pending.length > 0) this.timer = setTimeout(() => void this.flushNow(), 0); // never rejects
     if (batch.length === 0) return;
     try {
       await this.opts.flush(batch.map((p) => p.item));

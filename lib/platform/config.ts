@@ -1,10 +1,13 @@
-// The only reader of process.env. Everything is validated at boot so that a typo fails the
-// process with the variable's name instead of surfacing later as odd behaviour.
-import { isIP } from "node:net";
+// The only reader of process.env: named defaults, the settings' shapes, and loadConfig, one
+// small reader per section. Everything is validated at boot so that a typo fails the process
+// with the variable's name instead of surfacing later as odd behaviour (parsers: env-values.ts).
 import os from "node:os";
 import path from "node:path";
+import type { Rate } from "../throttle/rate";
+import { EnvReader, namespace, parseAllowHost, upstreamUrl, type Env } from "./env-values";
 import { ConfigError } from "./errors";
-import { parseRate, type Rate } from "../throttle/rate";
+
+export { parseAllowHost };
 
 export const ROLES = ["api", "crawler", "ingestor", "scheduler"] as const;
 export type Role = (typeof ROLES)[number];
@@ -125,189 +128,126 @@ export interface Config {
   scheduler: SchedulerSettings;
 }
 
-type Env = Record<string, string | undefined>;
-
-function dbSettings(int: (name: string, fallback: number, min: number, max: number) => number, rate: (name: string) => Rate | null): DbSettings {
-  const budget = int("DB_BUDGET", DEFAULT_DB_BUDGET, 1, 10_000);
-  return {
-    budget,
-    nodeConcurrency: int("DB_NODE_CONCURRENCY", Math.min(budget, DEFAULT_DB_NODE_CONCURRENCY_CAP), 1, budget),
-    queueMax: int("DB_QUEUE_MAX", DEFAULT_DB_QUEUE_MAX, 0, 1_000_000),
-    rate: rate("DB_RATE"),
-  };
-}
-
-function upstreamUrl(raw: string | undefined): string | null {
-  if (raw === undefined) return null;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw.replace("{id}", "1"));
-  } catch {
-    throw new ConfigError("UPSTREAM_URL", `not a URL: "${raw}"`);
-  }
-  if (!["http:", "https:"].includes(parsed.protocol) || !raw.includes("{id}")) {
-    throw new ConfigError("UPSTREAM_URL", `expected an http(s) URL with {id} where the id goes, e.g. http://host/users/{id}; got "${raw}"`);
-  }
-  return raw;
-}
-
-/**
- * Parses a CRAWL_ALLOW_HOSTS entry: `host`, `host:port`, `[IPv6]:port`, or an IPv6 address
- * with or without brackets. The host goes through the URL parser so that it is spelt exactly as
- * the crawler will see it in a URL (`0x7f.1` is 127.0.0.1, `[0::1]` is [::1], IDN as punycode).
- */
-export function parseAllowHost(entry: string): AllowHost {
-  const bad = (why: string) =>
-    new ConfigError("CRAWL_ALLOW_HOSTS", `${why} in "${entry}"; expected host, host:port or [IPv6]:port, comma-separated`);
-  // A bare IPv6 address has no room for a port: it is the whole entry.
-  const m = isIP(entry) === 6 ? ["", `[${entry}]`, undefined] : /^(\[[^\]]*\]|[^:[\]]*)(?::(.*))?$/.exec(entry);
-  const hostPart = m?.[1];
-  const portPart = m?.[2];
-  if (!hostPart) throw bad("no host name or address");
-  if (hostPart.includes("*")) throw bad("wildcards are not supported");
-  if (/[\s/\\?#@%]/.test(hostPart)) throw bad("not a host name or IP address");
-  let host: string;
-  try {
-    host = new URL(`http://${hostPart}/`).hostname;
-  } catch {
-    throw bad("not a host name or IP address");
-  }
-  if (portPart === undefined) return { host, port: null };
-  const port = Number(portPart);
-  if (!/^\d{1,5}$/.test(portPart) || port < 1 || port > 65535) throw bad(`port "${portPart}" is not from 1 to 65535`);
-  return { host, port };
-}
-
-function namespace(raw: string | undefined): string {
-  // It becomes part of NATS subjects and JetStream stream names.
-  if (raw !== undefined && !/^[A-Za-z0-9_-]{1,32}$/.test(raw)) {
-    throw new ConfigError("NAMESPACE", `expected 1-32 letters, digits, "_" or "-", got "${raw}"`);
-  }
-  return raw ?? "";
-}
-
 export function loadConfig(env: Env = process.env): Config {
-  const read = (name: string): string | undefined => {
-    const value = env[name]?.trim();
-    return value === "" ? undefined : value;
+  const r = new EnvReader(env);
+  return {
+    transporter: transporter(r),
+    databaseUrl: r.url("DATABASE_URL", ["postgres:", "postgresql:"]),
+    redisUrl: r.url("REDIS_URL", ["redis:", "rediss:"]),
+    roles: roles(r),
+    nodeId: r.read("NODE_ID") ?? `${os.hostname()}-${process.pid}`,
+    namespace: namespace(r.read("NAMESPACE")),
+    port: r.int("PORT", DEFAULT_PORT, 0, 65535),
+    metricsPort: r.int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
+    ...apiAccess(r),
+    throttleLeaseMs: r.int("THROTTLE_LEASE_MS", DEFAULT_THROTTLE_LEASE_MS, 1_000, 600_000),
+    apiBodyLimitBytes: r.int("API_BODY_LIMIT_BYTES", DEFAULT_API_BODY_LIMIT_BYTES, 1024, 64 * 1024 * 1024),
+    logLevel: logLevel(r),
+    dataDir: path.resolve(r.read("DATA_DIR") ?? "data"),
+    db: dbSettings(r),
+    crawl: crawlSettings(r),
+    scheduler: schedulerSettings(r),
+    jobs: jobSettings(r),
   };
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = read(name);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new ConfigError(name, `expected an integer from ${min} to ${max}, got "${raw}"`);
-    }
-    return n;
-  };
-  const url = (name: string, schemes: string[]): string | null => {
-    const raw = read(name);
-    if (raw === undefined) return null;
-    let parsed: URL;
-    try {
-      parsed = new URL(raw);
-    } catch {
-      throw new ConfigError(name, `not a URL: "${raw}"`);
-    }
-    if (!schemes.includes(parsed.protocol)) {
-      throw new ConfigError(name, `expected a ${schemes.join(" or ")}// URL, got "${raw}"`);
-    }
-    return raw;
-  };
+}
 
-  const transporterRaw = read("TRANSPORTER");
-  const transporter = transporterRaw === undefined ? null : transporterRaw.split(",").map((s) => s.trim());
-  for (const server of transporter ?? []) {
+function transporter(r: EnvReader): string[] | null {
+  const raw = r.read("TRANSPORTER");
+  if (raw === undefined) return null;
+  // Not r.list: an empty entry ("a,,b") is a typo to refuse, not one to drop.
+  const servers = raw.split(",").map((server) => server.trim());
+  for (const server of servers) {
     if (!/^nats:\/\/[^/\s]+$/.test(server)) {
       throw new ConfigError("TRANSPORTER", `expected nats://host:port (comma-separated for several), got "${server}"`);
     }
   }
+  return servers;
+}
 
-  const roles = (read("SERVICES") ?? ROLES.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+function roles(r: EnvReader): Role[] {
+  const roles = r.list("SERVICES", ROLES.join(","));
   for (const role of roles) {
     if (!(ROLES as readonly string[]).includes(role)) {
       throw new ConfigError("SERVICES", `unknown service "${role}"; choose from ${ROLES.join(", ")}`);
     }
   }
   if (roles.length === 0) throw new ConfigError("SERVICES", "names no service");
+  return [...new Set(roles)] as Role[];
+}
 
-  const logLevel = (read("LOG_LEVEL") ?? "info") as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+function logLevel(r: EnvReader): LogLevel {
+  const level = (r.read("LOG_LEVEL") ?? "info") as LogLevel;
+  if (!LOG_LEVELS.includes(level)) {
+    throw new ConfigError("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`);
   }
+  return level;
+}
 
-  const rate = (name: string): Rate | null => {
-    const raw = read(name);
-    if (raw === undefined) return null;
-    try {
-      return parseRate(raw, name);
-    } catch (err) {
-      throw new ConfigError(name, (err as Error).message);
-    }
-  };
-
-  const apiToken = read("API_TOKEN") ?? null;
-  if (apiToken !== null && apiToken.length < 16) {
-    throw new ConfigError("API_TOKEN", "must be at least 16 characters");
-  }
-
-  const apiReadToken = read("API_READ_TOKEN") ?? null;
+function apiAccess(r: EnvReader): Pick<Config, "apiToken" | "apiReadToken" | "apiCorsOrigins"> {
+  const apiToken = r.token("API_TOKEN");
+  const apiReadToken = r.token("API_READ_TOKEN");
   if (apiReadToken !== null) {
-    if (apiToken === null) throw new ConfigError("API_READ_TOKEN", "needs API_TOKEN: without it the API is open and a read token means nothing");
-    if (apiReadToken.length < 16) throw new ConfigError("API_READ_TOKEN", "must be at least 16 characters");
+    if (apiToken === null)
+      throw new ConfigError("API_READ_TOKEN", "needs API_TOKEN: without it the API is open and a read token means nothing");
     if (apiReadToken === apiToken) throw new ConfigError("API_READ_TOKEN", "must differ from API_TOKEN");
   }
-  const apiCorsOrigins = (read("API_CORS_ORIGINS") ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+  const apiCorsOrigins = r.list("API_CORS_ORIGINS");
   for (const origin of apiCorsOrigins) {
     let parsed: URL | null = null;
     try {
       parsed = new URL(origin);
-    } catch {}
+    } catch {
+      // not a URL: refused just below, with the value in the message
+    }
     if (!parsed || !["http:", "https:"].includes(parsed.protocol) || parsed.origin !== origin) {
-      throw new ConfigError("API_CORS_ORIGINS", `expected origins such as https://console.example.org (scheme, host, optional port; no path), got "${origin}"`);
+      throw new ConfigError(
+        "API_CORS_ORIGINS",
+        `expected origins such as https://console.example.org (scheme, host, optional port; no path), got "${origin}"`,
+      );
     }
   }
+  return { apiToken, apiReadToken, apiCorsOrigins };
+}
 
+function dbSettings(r: EnvReader): DbSettings {
+  const budget = r.int("DB_BUDGET", DEFAULT_DB_BUDGET, 1, 10_000);
   return {
-    transporter,
-    databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
-    redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
-    roles: [...new Set(roles)] as Role[],
-    nodeId: read("NODE_ID") ?? `${os.hostname()}-${process.pid}`,
-    namespace: namespace(read("NAMESPACE")),
-    port: int("PORT", DEFAULT_PORT, 0, 65535),
-    metricsPort: int("METRICS_PORT", DEFAULT_METRICS_PORT, 0, 65535),
-    apiToken,
-    apiReadToken,
-    apiCorsOrigins,
-    throttleLeaseMs: int("THROTTLE_LEASE_MS", DEFAULT_THROTTLE_LEASE_MS, 1_000, 600_000),
-    apiBodyLimitBytes: int("API_BODY_LIMIT_BYTES", DEFAULT_API_BODY_LIMIT_BYTES, 1024, 64 * 1024 * 1024),
-    logLevel,
-    dataDir: path.resolve(read("DATA_DIR") ?? "data"),
-    db: dbSettings(int, rate),
-    crawl: {
-      hostConcurrency: int("CRAWL_HOST_CONCURRENCY", DEFAULT_CRAWL_HOST_CONCURRENCY, 1, 1000),
-      hostRate: rate("CRAWL_HOST_RATE"),
-      nodeConcurrency: int("CRAWL_NODE_CONCURRENCY", DEFAULT_CRAWL_NODE_CONCURRENCY, 1, 1000),
-      fetchTimeoutMs: int("CRAWL_FETCH_TIMEOUT_MS", DEFAULT_CRAWL_FETCH_TIMEOUT_MS, 100, 600_000),
-      maxBytes: int("CRAWL_MAX_BYTES", DEFAULT_CRAWL_MAX_BYTES, 1024, MAX_CRAWL_MAX_BYTES),
-      maxRedirects: int("CRAWL_MAX_REDIRECTS", DEFAULT_CRAWL_MAX_REDIRECTS, 0, 20),
-      leaseMs: int("CRAWL_LEASE_MS", DEFAULT_CRAWL_LEASE_MS, 1000, 3_600_000),
-      allowHosts: (read("CRAWL_ALLOW_HOSTS") ?? "").split(",").map((h) => h.trim()).filter(Boolean).map(parseAllowHost),
-    },
-    scheduler: {
-      minuteMs: int("SCHEDULER_MINUTE_MS", DEFAULT_SCHEDULER_MINUTE_MS, 50, 3_600_000),
-      defaultRpm: int("SCHEDULER_RPM", DEFAULT_SCHEDULER_RPM, 1, 1_000_000),
-      upstreamUrl: upstreamUrl(read("UPSTREAM_URL")),
-      upstreamRate: read("UPSTREAM_RATE") === "auto" ? "auto" : rate("UPSTREAM_RATE"),
-      upstreamTimeoutMs: int("UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT_MS, 10, 600_000),
-      upstreamMaxAttempts: int("UPSTREAM_MAX_ATTEMPTS", DEFAULT_UPSTREAM_MAX_ATTEMPTS, 1, 100),
-    },
-    jobs: {
-      concurrency: int("JOB_CONCURRENCY", DEFAULT_JOB_CONCURRENCY, 1, 100),
-      maxAttempts: int("JOB_MAX_ATTEMPTS", DEFAULT_JOB_MAX_ATTEMPTS, 1, 100),
-      heartbeatMs: int("JOB_HEARTBEAT_MS", DEFAULT_JOB_HEARTBEAT_MS, 100, 600_000),
-      insertBatchRows: int("INSERT_BATCH_ROWS", DEFAULT_INSERT_BATCH_ROWS, 1, 100_000),
-    },
+    budget,
+    nodeConcurrency: r.int("DB_NODE_CONCURRENCY", Math.min(budget, DEFAULT_DB_NODE_CONCURRENCY_CAP), 1, budget),
+    queueMax: r.int("DB_QUEUE_MAX", DEFAULT_DB_QUEUE_MAX, 0, 1_000_000),
+    rate: r.rate("DB_RATE"),
+  };
+}
+
+function crawlSettings(r: EnvReader): CrawlSettings {
+  return {
+    hostConcurrency: r.int("CRAWL_HOST_CONCURRENCY", DEFAULT_CRAWL_HOST_CONCURRENCY, 1, 1000),
+    hostRate: r.rate("CRAWL_HOST_RATE"),
+    nodeConcurrency: r.int("CRAWL_NODE_CONCURRENCY", DEFAULT_CRAWL_NODE_CONCURRENCY, 1, 1000),
+    fetchTimeoutMs: r.int("CRAWL_FETCH_TIMEOUT_MS", DEFAULT_CRAWL_FETCH_TIMEOUT_MS, 100, 600_000),
+    maxBytes: r.int("CRAWL_MAX_BYTES", DEFAULT_CRAWL_MAX_BYTES, 1024, MAX_CRAWL_MAX_BYTES),
+    maxRedirects: r.int("CRAWL_MAX_REDIRECTS", DEFAULT_CRAWL_MAX_REDIRECTS, 0, 20),
+    leaseMs: r.int("CRAWL_LEASE_MS", DEFAULT_CRAWL_LEASE_MS, 1000, 3_600_000),
+    allowHosts: r.list("CRAWL_ALLOW_HOSTS").map(parseAllowHost),
+  };
+}
+
+function schedulerSettings(r: EnvReader): SchedulerSettings {
+  return {
+    minuteMs: r.int("SCHEDULER_MINUTE_MS", DEFAULT_SCHEDULER_MINUTE_MS, 50, 3_600_000),
+    defaultRpm: r.int("SCHEDULER_RPM", DEFAULT_SCHEDULER_RPM, 1, 1_000_000),
+    upstreamUrl: upstreamUrl(r.read("UPSTREAM_URL")),
+    upstreamRate: r.read("UPSTREAM_RATE") === "auto" ? "auto" : r.rate("UPSTREAM_RATE"),
+    upstreamTimeoutMs: r.int("UPSTREAM_TIMEOUT_MS", DEFAULT_UPSTREAM_TIMEOUT_MS, 10, 600_000),
+    upstreamMaxAttempts: r.int("UPSTREAM_MAX_ATTEMPTS", DEFAULT_UPSTREAM_MAX_ATTEMPTS, 1, 100),
+  };
+}
+
+function jobSettings(r: EnvReader): JobSettings {
+  return {
+    concurrency: r.int("JOB_CONCURRENCY", DEFAULT_JOB_CONCURRENCY, 1, 100),
+    maxAttempts: r.int("JOB_MAX_ATTEMPTS", DEFAULT_JOB_MAX_ATTEMPTS, 1, 100),
+    heartbeatMs: r.int("JOB_HEARTBEAT_MS", DEFAULT_JOB_HEARTBEAT_MS, 100, 600_000),
+    insertBatchRows: r.int("INSERT_BATCH_ROWS", DEFAULT_INSERT_BATCH_ROWS, 1, 100_000),
   };
 }

@@ -35,7 +35,8 @@ export function connectionSlots(config: Config, database: Database, absent: (hol
     checked: {
       absent,
       async gone(holders, own) {
-        if (!own) return check(holders, (sql, bind) => database.db.query<{ pid: number; name: string }>(sql, { bind, type: QueryTypes.SELECT }));
+        if (!own)
+          return check(holders, (sql, bind) => database.db.query<{ pid: number; name: string }>(sql, { bind, type: QueryTypes.SELECT }));
         // `own`: this check holds a slot of its own, so it may open a connection outside the pool.
         const client = new pg.Client({ connectionString: database.url, application_name: database.holder });
         await client.connect();
@@ -74,13 +75,20 @@ export interface PoolBudget {
   /** Jobs running on this node at once: each holds a connection for its whole transaction. */
   jobPermits: Semaphore;
   /** Resizes this node's pool to its share of DB_BUDGET for the current membership. */
-  rebalance(): void;
+  rebalance: () => void;
   /** Runs `fn` (the migration) under a connection slot of its own: its connection counts too. */
   withSlot<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** `members()`: the nodes that share the budget. Embedded mode has no budget: one pooled connection. */
-export function budgetPool(config: Config, database: Database, limits: LimiterHub, slots: LimitSpec, members: () => string[], nodeId: string): PoolBudget {
+export function budgetPool(
+  config: Config,
+  database: Database,
+  limits: LimiterHub,
+  slots: LimitSpec,
+  members: () => string[],
+  nodeId: string,
+): PoolBudget {
   const hold = () => limits.hold(DB_CONNECTIONS_RESOURCE, slots);
   const pool = config.databaseUrl ? budgetConnections(database.db, database.gate, hold) : null;
   // One connection stays free of job transactions (for heartbeats, progress and reads), where

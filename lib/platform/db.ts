@@ -94,7 +94,11 @@ export const CONNECTION_HANDOVER_DELAY_MS = 50;
  * opens and given back after it has closed. `resize` sets the pool's size (this node's share of
  * the budget) and closes idle connections above it at once; busy ones close when released.
  */
-export function budgetConnections(db: Sequelize, gate: { setLimit(n: number): void }, hold: () => Promise<() => void>): { resize(max: number): void } {
+export function budgetConnections(
+  db: Sequelize,
+  gate: { setLimit(n: number): void },
+  hold: () => Promise<() => void>,
+): { resize(max: number): void } {
   const cm = db.connectionManager as unknown as ConnectionManager & {
     pool: PoolInternals;
     _connect(config: object): Promise<object>;
@@ -126,6 +130,7 @@ export function budgetConnections(db: Sequelize, gate: { setLimit(n: number): vo
   const trim = () => {
     const pool = cm.pool;
     while (pool.size > pool._factory.max && pool._availableObjects.length > 0) {
+      // Not awaited: trimming runs inside a release; a connection that fails to close is gone anyway.
       void pool.destroy(pool._availableObjects[0]!.resource).catch(() => {});
     }
   };

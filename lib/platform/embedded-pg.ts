@@ -59,7 +59,9 @@ function initDataDir(dataDir: string): Promise<void> {
     let initialized = false;
     worker.once("message", () => (initialized = true));
     worker.once("error", reject);
-    worker.once("exit", (code) => (initialized ? resolve() : reject(new Error(`PGlite could not create ${dataDir} (worker exit code ${code})`))));
+    worker.once("exit", (code) =>
+      initialized ? resolve() : reject(new Error(`PGlite could not create ${dataDir} (worker exit code ${code})`)),
+    );
   });
 }
 
@@ -75,9 +77,12 @@ function lockDataDir(dataDir: string): () => void {
       return () => fs.rmSync(lockFile, { force: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      // The lock file exists: the error that matters is who holds it, not the EEXIST.
       const owner = Number(fs.readFileSync(lockFile, "utf8"));
       if (owner && owner !== process.pid && isAlive(owner)) {
-        throw new Error(`${dataDir} is in use by process ${owner} (embedded PGlite allows one process per data directory; set DATA_DIR)`);
+        throw new Error(`${dataDir} is in use by process ${owner} (embedded PGlite allows one process per data directory; set DATA_DIR)`, {
+          cause: err,
+        });
       }
       fs.rmSync(lockFile, { force: true });
     }

@@ -106,11 +106,7 @@ export class JobStoppedError extends Error {
 /** 401: the route needs a token and the request has none (NO_TOKEN) or a wrong one (INVALID_TOKEN). */
 export class UnauthorizedError extends Errors.MoleculerClientError {
   constructor(type: "NO_TOKEN" | "INVALID_TOKEN") {
-    super(
-      type === "NO_TOKEN" ? "this route needs a token: send Authorization: Bearer <token>" : "the token is not valid",
-      401,
-      type,
-    );
+    super(type === "NO_TOKEN" ? "this route needs a token: send Authorization: Bearer <token>" : "the token is not valid", 401, type);
     this.name = "UnauthorizedError";
   }
 }

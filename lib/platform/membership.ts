@@ -12,7 +12,9 @@ export function holderAbsence(broker: ServiceBroker, ownHolder: string): (holder
   const startedAt = Date.now();
   return (holder) => {
     if (holder === ownHolder || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
-    return !broker.registry.nodes.toArray().some((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
+    return !broker.registry.nodes
+      .toArray()
+      .some((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
   };
 }
 

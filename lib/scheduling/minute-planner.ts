@@ -37,7 +37,12 @@ export interface PlanOptions {
  * `fill` is not changed). Deterministic for the same ids, RPM, fill and options. An id is taken
  * from `ids` only once it has a minute, so the same iterator can go on into another hour.
  */
-export function* planMinutes(ids: Iterable<number>, rpm: number, fill: readonly number[] = [], options: PlanOptions = {}): Generator<MinutePick> {
+export function* planMinutes(
+  ids: Iterable<number>,
+  rpm: number,
+  fill: readonly number[] = [],
+  options: PlanOptions = {},
+): Generator<MinutePick> {
   if (!Number.isInteger(rpm) || rpm < 1) throw new RangeError(`rpm must be a positive integer, got ${rpm}`);
   const from = options.from ?? 0;
   const open = (m: number) => m >= from;
@@ -78,7 +83,12 @@ export function* planMinutes(ids: Iterable<number>, rpm: number, fill: readonly 
 }
 
 /** How a plan fills the hour: the first and last minute used and the ids per minute. */
-export function summarizePlan(slots: Iterable<MinutePick>): { firstMinute: number | null; lastMinute: number | null; perMinute: number[]; ids: number } {
+export function summarizePlan(slots: Iterable<MinutePick>): {
+  firstMinute: number | null;
+  lastMinute: number | null;
+  perMinute: number[];
+  ids: number;
+} {
   const perMinute = new Array<number>(MINUTES_PER_HOUR).fill(0);
   let ids = 0;
   for (const s of slots) {

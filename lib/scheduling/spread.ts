@@ -12,7 +12,14 @@ export const realClock: SpreadClock = {
 };
 
 /** Sends `items` over [start, start + spanMs), evenly; stops early when `stopped()` says so. Answers how many went out. */
-export async function sendSpread<T>(items: readonly T[], start: number, spanMs: number, send: (item: T) => Promise<void>, clock: SpreadClock = realClock, stopped: () => boolean = () => false): Promise<number> {
+export async function sendSpread<T>(
+  items: readonly T[],
+  start: number,
+  spanMs: number,
+  send: (item: T) => Promise<void>,
+  clock: SpreadClock = realClock,
+  stopped: () => boolean = () => false,
+): Promise<number> {
   const gap = spanMs / Math.max(1, items.length);
   let sent = 0;
   for (const item of items) {

@@ -45,13 +45,22 @@ async function readCapped(body: Readable, maxBytes: number): Promise<string | nu
  */
 export async function fetchProfile(url: string, timeoutMs: number, maxBodyBytes = MAX_UPSTREAM_BODY_BYTES): Promise<UpstreamOutcome> {
   try {
-    const res = await request(url, { method: "GET", headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await request(url, {
+      method: "GET",
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     if (res.statusCode < 200 || res.statusCode >= 300) {
       // Not used: read up to undici's dump limit (128 KiB) so the connection can be reused, else dropped.
       await res.body.dump().catch(() => {});
       if (res.statusCode === 429 || res.statusCode === 503) {
         const header = res.headers["retry-after"];
-        return { kind: "throttled", error: `HTTP ${res.statusCode}`, retryAfterMs: retryAfterMs(Array.isArray(header) ? header[0] : header) };
+        return {
+          kind: "throttled",
+          error: `HTTP ${res.statusCode}`,
+          retryAfterMs: retryAfterMs(Array.isArray(header) ? header[0] : header),
+        };
       }
       return { kind: "failed", error: `HTTP ${res.statusCode}` };
     }
@@ -65,13 +74,16 @@ export async function fetchProfile(url: string, timeoutMs: number, maxBodyBytes 
     // JSON.parse takes any depth, but storing the profile (JSON.stringify, jsonb) would not.
     if (jsonDepthExceeds(text)) return { kind: "failed", error: "the upstream answered JSON nested too deep" };
     const profile = JSON.parse(text) as unknown;
-    if (typeof profile !== "object" || profile === null || Array.isArray(profile)) return { kind: "failed", error: "the upstream answered something other than a JSON object" };
+    if (typeof profile !== "object" || profile === null || Array.isArray(profile))
+      return { kind: "failed", error: "the upstream answered something other than a JSON object" };
     // jsonb (and text) refuse NUL and unpaired surrogates: the upsert would fail, not the call.
-    if (!isStorableJson(profile)) return { kind: "failed", error: "the upstream answered text the database cannot store (NUL or an unpaired surrogate)" };
+    if (!isStorableJson(profile))
+      return { kind: "failed", error: "the upstream answered text the database cannot store (NUL or an unpaired surrogate)" };
     return { kind: "ok", profile: profile as Record<string, unknown> };
   } catch (err) {
     const e = err as Error;
-    if (e.name === "TimeoutError" || e.name === "AbortError" || /timeout/i.test(e.message)) return { kind: "throttled", error: `timed out after ${timeoutMs} ms`, retryAfterMs: null };
+    if (e.name === "TimeoutError" || e.name === "AbortError" || /timeout/i.test(e.message))
+      return { kind: "throttled", error: `timed out after ${timeoutMs} ms`, retryAfterMs: null };
     return { kind: "failed", error: e instanceof SyntaxError ? `invalid JSON: ${e.message}` : e.message };
   }
 }

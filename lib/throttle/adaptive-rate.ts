@@ -41,7 +41,15 @@ export interface AdaptiveBounds {
 }
 
 export function initialState(startRate: number, now = 0): AdaptiveState {
-  return { rate: startRate, rMax: null, cutAt: now - COOLDOWN_MS, pausedUntil: now, second: Math.floor(now / 1000), thisSecond: 0, lastSecond: 0 };
+  return {
+    rate: startRate,
+    rMax: null,
+    cutAt: now - COOLDOWN_MS,
+    pausedUntil: now,
+    second: Math.floor(now / 1000),
+    thisSecond: 0,
+    lastSecond: 0,
+  };
 }
 
 const clamp = (rate: number, b: AdaptiveBounds) => Math.min(b.maxRate, Math.max(b.minRate, rate));

@@ -68,7 +68,7 @@ export function redisAdaptiveStore(redisUrl: string, key: string, initial: Adapt
     update(change) {
       return new Promise((done) => {
         queued.push({ change, done });
-        if (!writing) void flush();
+        if (!writing) void flush(); // settles through `done`; write never rejects (falls back to the local copy)
       });
     },
     async close() {

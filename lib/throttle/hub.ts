@@ -93,6 +93,7 @@ export class LimiterHub {
     this.subscriber = subscriber;
     subscriber.on("error", () => {}); // the command connection reports Redis failures
     subscriber.on("message", (_channel: string, resource: string) => this.limiters.get(resource)?.slots?.wake());
+    // Not awaited: wake-ups are a shortcut; the 500 ms poll works without them.
     void subscriber.subscribe(this.store.channel).catch(() => {});
     this.watchdog = setInterval(() => this.unstick(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
@@ -101,7 +102,8 @@ export class LimiterHub {
   }
 
   async ready(): Promise<void> {
-    if (this.connection) await this.connection.ready;
+    // Bottleneck's typings declare ready() a method; it is a promise property (lib/IORedisConnection.js).
+    if (this.connection) await (this.connection as unknown as { ready: Promise<unknown> }).ready;
   }
 
   /** What a resource's slots need from the hub. */
@@ -160,6 +162,7 @@ export class LimiterHub {
       this.warned = true;
     }
     this.redisReady = false;
+    // Not awaited: fallBack switches at once and only retires the clustered limiter in the background.
     for (const l of this.limiters.values()) void l.fallBack();
     // The connection may be fine and Bottleneck's state not (a flushed or restarted Redis loses
     // its scripts and settings keys): then no 'ready' event will come, so retry on a timer.
@@ -178,7 +181,7 @@ export class LimiterHub {
     this.warned = false;
     // Renewal first, on the same connection as what follows: a restarted Redis learns of the
     // slots this node still holds before anyone is granted more.
-    void this.renewAll();
+    void this.renewAll(); // never rejects: a failure is a Redis error, handled by onRedisError
     for (const l of this.limiters.values()) l.cluster();
   }
 
@@ -197,6 +200,7 @@ export class LimiterHub {
   private async renewAndSweep(): Promise<void> {
     await this.renewAll();
     if (!this.redisReady) return;
+    // Not awaited: one slow resource must not hold the others' sweeps; sweep never rejects.
     for (const l of this.limiters.values()) if (l.slots) void this.sweep(l);
   }
 
@@ -216,7 +220,9 @@ export class LimiterHub {
         return;
       }
       const snapshot = await store.snapshot(l.resource);
-      const expired = [...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && !x.holder.startsWith(this.holder)).map((x) => x.holder))];
+      const expired = [
+        ...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && !x.holder.startsWith(this.holder)).map((x) => x.holder)),
+      ];
       if (expired.length === 0) return;
       const gone = await this.check(l, checked, expired).catch((err: Error) => {
         this.log.warn(`${l.resource}: could not check the connections of ${expired.join(", ")}: ${err.message}`);
@@ -298,8 +304,10 @@ export class LimiterHub {
     const now = Date.now();
     for (const l of this.limiters.values()) {
       if (!l.stuck(now)) continue;
-      this.log.warn(`Limiter ${l.resource}: queued starts made no progress on Redis for ${STUCK_AFTER_MS / 1000} s; running them on this node's share`);
-      void l.fallBack();
+      this.log.warn(
+        `Limiter ${l.resource}: queued starts made no progress on Redis for ${STUCK_AFTER_MS / 1000} s; running them on this node's share`,
+      );
+      void l.fallBack(); // switches at once; retiring the old limiter never rejects
       setTimeout(() => {
         if (this.redisReady && !this.stopping) l.cluster();
       }, STUCK_RETRY_MS).unref();
@@ -324,4 +332,3 @@ export class LimiterHub {
     await this.connection?.disconnect(false);
   }
 }
-

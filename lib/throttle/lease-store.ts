@@ -52,7 +52,8 @@ export class LeaseStore {
     for (const name of LEASE_SCRIPTS) {
       const keys = Number(name.split("-").at(-1));
       const command = `sluice_${name.replace(/-/g, "_")}`;
-      if (!(command in redis)) redis.defineCommand(command, { numberOfKeys: keys, lua: fs.readFileSync(path.join(LUA_DIR, `${name}.lua`), "utf8") });
+      if (!(command in redis))
+        redis.defineCommand(command, { numberOfKeys: keys, lua: fs.readFileSync(path.join(LUA_DIR, `${name}.lua`), "utf8") });
       scripts[name] = (...args) => (redis as unknown as Record<string, Script>)[command]!(...args);
     }
     this.scripts = scripts;
@@ -67,19 +68,44 @@ export class LeaseStore {
    * Grants as many of `members` as the limit allows, in order. `reclaimExpired` returns any
    * expired lease on the way; `adoptFrom` names holders whose expired leases may be taken over.
    */
-  async acquire(resource: string, members: string[], opts: { leaseMs: number; limit: number; reclaimExpired: boolean; adoptFrom?: string[] }): Promise<{ granted: number; reclaimed: number }> {
+  async acquire(
+    resource: string,
+    members: string[],
+    opts: { leaseMs: number; limit: number; reclaimExpired: boolean; adoptFrom?: string[] },
+  ): Promise<{ granted: number; reclaimed: number }> {
     const k = this.keys(resource);
     const adopt = opts.adoptFrom ?? [];
     const [granted, reclaimed] = (await this.scripts["acquire-leases-4"](
-      k.leases, k.since, k.limit, k.reclaimed,
-      opts.leaseMs, opts.limit, opts.reclaimExpired ? "1" : "0", adopt.length, ...adopt, ...members,
+      k.leases,
+      k.since,
+      k.limit,
+      k.reclaimed,
+      opts.leaseMs,
+      opts.limit,
+      opts.reclaimExpired ? "1" : "0",
+      adopt.length,
+      ...adopt,
+      ...members,
     )) as [number, number];
     return { granted, reclaimed };
   }
 
-  async renew(resource: string, holder: string, members: string[], leaseMs: number): Promise<{ renewed: number; readded: number; dropped: number }> {
+  async renew(
+    resource: string,
+    holder: string,
+    members: string[],
+    leaseMs: number,
+  ): Promise<{ renewed: number; readded: number; dropped: number }> {
     const k = this.keys(resource);
-    const [renewed, readded, dropped] = (await this.scripts["renew-leases-2"](k.leases, k.since, leaseMs, holder, this.channel, resource, ...members)) as [number, number, number];
+    const [renewed, readded, dropped] = (await this.scripts["renew-leases-2"](
+      k.leases,
+      k.since,
+      leaseMs,
+      holder,
+      this.channel,
+      resource,
+      ...members,
+    )) as [number, number, number];
     return { renewed, readded, dropped };
   }
 
@@ -111,7 +137,13 @@ export class LeaseStore {
       .exec();
     if (!results) throw new Error("Redis discarded the snapshot transaction");
     for (const [err] of results) if (err) throw err;
-    const [time, scored, since, limit, reclaimed] = results.map((r) => r[1]) as [[string, string], string[], Record<string, string>, string | null, string | null];
+    const [time, scored, since, limit, reclaimed] = results.map((r) => r[1]) as [
+      [string, string],
+      string[],
+      Record<string, string>,
+      string | null,
+      string | null,
+    ];
     const leases: Lease[] = [];
     for (let i = 0; i + 1 < scored.length; i += 2) {
       const member = scored[i]!;

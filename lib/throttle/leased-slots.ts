@@ -132,7 +132,7 @@ export class LeasedSlots {
       this.pumpAgain = true;
       return;
     }
-    void this.pump();
+    void this.pump(); // waiters settle through their own promises; pump never rejects
   }
 
   stop(): void {
@@ -180,7 +180,7 @@ export class LeasedSlots {
       this.pumping = false;
     }
     this.schedulePoll();
-    if (this.waiting.length > 0) void this.logSlowWait();
+    if (this.waiting.length > 0) void this.logSlowWait(); // a log line; never rejects
   }
 
   private async fromCluster(): Promise<void> {
@@ -207,11 +207,15 @@ export class LeasedSlots {
     this.loggedSlowWait = true;
     let holders = "unknown (Redis unreachable)";
     if (this.env.store && this.env.clustered()) {
-      holders = await this.env.store.snapshot(this.resource).then((s) => describeHolders(holdersOf(s)), () => holders);
+      holders = await this.env.store.snapshot(this.resource).then(
+        (s) => describeHolders(holdersOf(s)),
+        () => holders,
+      );
     } else if (!this.env.store) {
       holders = `this node (${this.held.size} of ${this.limit})`;
     }
-    this.env.log.warn(`Waiting ${Math.round(waitedMs / 1000)} s for a ${this.resource} slot (${this.waiting.length} waiting); held by: ${holders}`);
+    this.env.log.warn(
+      `Waiting ${Math.round(waitedMs / 1000)} s for a ${this.resource} slot (${this.waiting.length} waiting); held by: ${holders}`,
+    );
   }
 }
-

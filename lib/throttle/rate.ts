@@ -15,10 +15,7 @@ export function parseRate(text: string, variable = "rate"): Rate {
   const m = RATE.exec(text);
   const count = m ? Number(m[1]) : NaN;
   if (!m || !Number.isFinite(count) || count <= 0) {
-    throw new ValidationError(
-      variable,
-      `invalid rate "${text}": expected a positive count per s, m or h, e.g. "10/s" or "100/m"`,
-    );
+    throw new ValidationError(variable, `invalid rate "${text}": expected a positive count per s, m or h, e.g. "10/s" or "100/m"`);
   }
   const unit = (m[2] ?? "s") as Unit;
   return { count, perMs: UNIT_MS[unit] };

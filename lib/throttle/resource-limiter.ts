@@ -43,7 +43,6 @@ export interface LimiterStats {
   reclaimed: number;
 }
 
-
 // Queued clustered jobs with no start for this long (plus 3 spacings) count as stuck.
 export const STUCK_AFTER_MS = 30_000;
 
@@ -105,7 +104,9 @@ export class ResourceLimiter {
   private ensureSlots(): void {
     if (this.spec.maxConcurrent === null) return;
     if (this.slots) return this.slots.setLimit(this.spec.maxConcurrent);
-    this.slots = new LeasedSlots(this.resource, this.spec.maxConcurrent, this.hub.slotsEnv(this.resource), { reclaimExpired: !this.spec.checked });
+    this.slots = new LeasedSlots(this.resource, this.spec.maxConcurrent, this.hub.slotsEnv(this.resource), {
+      reclaimExpired: !this.spec.checked,
+    });
   }
 
   /** (Re)creates the clustered rate limiter; settings already in Redis win over ours (the cluster's, possibly changed at runtime). */
@@ -223,8 +224,10 @@ export class ResourceLimiter {
     this.ensureSlots();
     this.local.updateSettings(rateOptions(this.spec, this.hub.connection ? this.hub.share(this.resource) : 1));
     if (this.spec.rate && this.hub.redisReady) this.cluster();
-    await this.clustered?.updateSettings(rateOptions(this.spec));
-    if (patch.maxConcurrent !== undefined && patch.maxConcurrent !== null && this.hub.redisReady) await this.hub.store?.setLimit(this.resource, patch.maxConcurrent);
+    // Typed as returning the limiter; it returns a promise of it (Bottleneck.js updateSettings).
+    await (this.clustered?.updateSettings(rateOptions(this.spec)) as unknown as Promise<Bottleneck> | undefined);
+    if (patch.maxConcurrent !== undefined && patch.maxConcurrent !== null && this.hub.redisReady)
+      await this.hub.store?.setLimit(this.resource, patch.maxConcurrent);
   }
 
   stats(): LimiterStats {

@@ -1,0 +1,39 @@
+// What the services tell the cluster: a job changed, a crawl finished. Moleculer events are
+// fire-and-forget (a node that misses one reads the row), so a broadcast is never awaited; a
+// publish that fails (the transporter reconnecting) is logged here instead of surfacing as an
+// unhandled rejection. The crawl statements are in models/crawls.ts.
+import type { Sequelize } from "sequelize";
+import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
+import { crawlJobs, finishIfDone, withCrawlProgress } from "../models/crawls";
+import { presentJob, type JobRow } from "../models/jobs";
+
+/** A broker, or an action's context (whose broadcast carries the caller's trace). */
+export type Broadcaster = { broadcast(event: string, payload: unknown): Promise<unknown> } & (
+  { logger: { warn(...args: unknown[]): void } } | { broker: { logger: { warn(...args: unknown[]): void } } }
+);
+
+export function announce(via: Broadcaster, event: string, payload: unknown): void {
+  via
+    .broadcast(event, payload)
+    .catch((err: unknown) => ("broker" in via ? via.broker.logger : via.logger).warn(`Broadcasting ${event} failed`, err));
+}
+
+/** The jobs.updated event of a job row; nothing for null (a write that changed no job). */
+export function announceJob(via: Broadcaster, job: JobRow | null): void {
+  if (job) announce(via, EVENT_JOBS_UPDATED, presentJob(job));
+}
+
+/** finishIfDone, and tells the cluster when it did. */
+export async function finishAndAnnounce(db: Sequelize, via: Broadcaster, crawlId: number): Promise<void> {
+  const status = await finishIfDone(db, crawlId);
+  if (status) {
+    announce(via, EVENT_CRAWL_FINISHED, { id: crawlId, status });
+    await announceCrawlJobs(db, via, [crawlId]);
+  }
+}
+
+/** Sends the jobs.updated event of these crawls' jobs. */
+export async function announceCrawlJobs(db: Sequelize, via: Broadcaster, crawlIds: number[]): Promise<void> {
+  const rows = await crawlJobs(db, crawlIds);
+  for (const view of await withCrawlProgress(db, rows.map(presentJob))) announce(via, EVENT_JOBS_UPDATED, view);
+}
