@@ -6,5 +6,5 @@ module.exports = {
   testTimeout: 60000,
   // One file at a time: the e2e suites share the machine's Postgres, NATS and Redis, and one of
   // them restarts Redis.
-  maxWorkers: 1
+  maxWorkers: 1,
 };

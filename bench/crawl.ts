@@ -19,7 +19,6 @@
 //   BENCH_TIMEOUT_S         give up on a crawl still unfinished after this long, and fail (default 600)
 //   BENCH_SKIP_EMBEDDED=1   leave out the embedded run (with DATABASE_URL: Postgres only)
 //   DATABASE_URL            admin URL of a Postgres server: adds a run against a fresh database there
-import { createScratchDatabase } from "../fixtures/scratch-db";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -32,14 +31,8 @@ import { extractPage } from "../lib/crawl/url";
 import { formatCrawl, REPL_POLL_INTERVAL_MS } from "../repl/commands";
 import { startSluice, type Sluice } from "../runtime";
 import { MAX_MAX_DEPTH, MAX_MAX_PAGES, type CrawlView } from "../services/crawls.service";
-
-function intEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name]?.trim();
-  if (!raw) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer from ${min} to ${max}, got "${raw}"`);
-  return n;
-}
+import { isFinished } from "../fixtures/api-client";
+import { createBenchDatabase, intEnv, log, round, runBench, table as textTable } from "./support";
 
 const PAGES = intEnv("BENCH_PAGES", 2000, 1, MAX_MAX_PAGES - 1);
 const HOST_CONCURRENCY = intEnv("BENCH_HOST_CONCURRENCY", DEFAULT_CRAWL_HOST_CONCURRENCY, 1, 1000);
@@ -51,8 +44,6 @@ const CRAWL_TIMEOUT_S = intEnv("BENCH_TIMEOUT_S", 600, 1, 86_400);
 const SKIP_EMBEDDED = process.env.BENCH_SKIP_EMBEDDED === "1";
 const TRACE = process.env.BENCH_TRACE === "1";
 const ADMIN_DATABASE_URL = process.env.DATABASE_URL?.trim() || null;
-
-const log = (line: string): void => void process.stderr.write(line + "\n");
 
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers
@@ -164,7 +155,9 @@ function traceDb(sluice: Sluice): DbTrace {
     const ms = performance.now() - t0;
     trace.queries++;
     trace.queryMs += ms;
-    const sql = String((query as { sql?: unknown }).sql ?? "").replace(/\s+/g, " ").trim();
+    const sql = String((query as { sql?: string }).sql ?? "")
+      .replace(/\s+/g, " ")
+      .trim();
     const kind = sql.slice(0, 60) || "?";
     const k = trace.byKind.get(kind) ?? { n: 0, ms: 0 };
     k.n++;
@@ -224,19 +217,23 @@ interface SluiceRun {
   cpuSeconds: number;
 }
 
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
-
 /**
  * repl/commands.ts crawlAndWatch() with a maxDepth: it creates the crawl through the crawls
  * service and polls crawls.get at the REPL's interval until the crawl is finished.
  */
-async function createAndWatch(sluice: Sluice, url: string, maxPages: number, maxDepth: number, print: (line: string) => void): Promise<CrawlView> {
+async function createAndWatch(
+  sluice: Sluice,
+  url: string,
+  maxPages: number,
+  maxDepth: number,
+  print: (line: string) => void,
+): Promise<CrawlView> {
   const { id } = await sluice.broker.call<{ id: number }, object>("crawls.create", { url, maxPages, maxDepth });
   const deadline = performance.now() + CRAWL_TIMEOUT_S * 1000;
   for (;;) {
     const crawl = await sluice.broker.call<CrawlView, { id: number }>("crawls.get", { id });
     print(formatCrawl(crawl));
-    if (FINISHED.has(crawl.status)) return crawl;
+    if (isFinished(crawl.status)) return crawl;
     // Unfinished, so the caller reports the run as failed.
     if (performance.now() > deadline) return crawl;
     await new Promise((r) => setTimeout(r, REPL_POLL_INTERVAL_MS));
@@ -285,15 +282,25 @@ async function runSluice(label: string, site: GeneratedSiteServer, databaseUrl: 
     await pgWaits?.stop();
     if (lastLine !== lastPrinted) log(`  [${label} +${observedSeconds.toFixed(1)}s] ${formatCrawl(crawl)}`);
     const stats = siteStats(site.requests, site.inFlightPeak);
-    const seconds = crawl.finishedAt ? (new Date(crawl.finishedAt).getTime() - new Date(crawl.createdAt).getTime()) / 1000 : observedSeconds;
-    return { crawl, seconds, observedSeconds, bootSeconds, rssAfterBootBytes, site: stats, trace, pgWaits, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+    const seconds = crawl.finishedAt
+      ? (new Date(crawl.finishedAt).getTime() - new Date(crawl.createdAt).getTime()) / 1000
+      : observedSeconds;
+    return {
+      crawl,
+      seconds,
+      observedSeconds,
+      bootSeconds,
+      rssAfterBootBytes,
+      site: stats,
+      trace,
+      pgWaits,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    };
   } finally {
     await sluice.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
-
-const createBenchDatabase = (adminUrl: string) => createScratchDatabase(adminUrl, "sluice_bench");
 
 // ---------------------------------------------------------------------------------------------
 // Report
@@ -324,24 +331,25 @@ function table(rows: Row[]): string {
     `${(100 * r.cpuShare).toFixed(0)}%`,
     r.ok ? "ok" : `FAIL${r.note ? `: ${r.note}` : ""}`,
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
-  return [fmt(head), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(fmt)].join("\n");
+  return textTable(head, body);
 }
 
 const mib = (bytes: number): number => bytes / (1024 * 1024);
-const round = (n: number, digits = 3): number => Number(n.toFixed(digits));
 
 function printTrace(label: string, run: SluiceRun): void {
   const t = run.trace;
   if (!t) return;
   const wallMs = run.seconds * 1000;
-  console.log(`\nDB trace (${label}): ${t.queries} queries, ${(t.queryMs / 1000).toFixed(2)} s summed query time ` +
-    `(${((100 * t.queryMs) / wallMs).toFixed(0)}% of the crawl's wall time), ${t.acquireWaits} pool acquisitions waiting ` +
-    `${(t.acquireWaitMs / 1000).toFixed(2)} s in total (${t.acquireWaits ? (t.acquireWaitMs / t.acquireWaits).toFixed(1) : "0"} ms each)`);
+  console.log(
+    `\nDB trace (${label}): ${t.queries} queries, ${(t.queryMs / 1000).toFixed(2)} s summed query time ` +
+      `(${((100 * t.queryMs) / wallMs).toFixed(0)}% of the crawl's wall time), ${t.acquireWaits} pool acquisitions waiting ` +
+      `${(t.acquireWaitMs / 1000).toFixed(2)} s in total (${t.acquireWaits ? (t.acquireWaitMs / t.acquireWaits).toFixed(1) : "0"} ms each)`,
+  );
   const kinds = [...t.byKind.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 10);
   for (const [kind, k] of kinds) {
-    console.log(`  ${String(k.n).padStart(7)} × ${(k.ms / k.n).toFixed(2).padStart(7)} ms = ${(k.ms / 1000).toFixed(2).padStart(6)} s  ${kind}`);
+    console.log(
+      `  ${String(k.n).padStart(7)} × ${(k.ms / k.n).toFixed(2).padStart(7)} ms = ${(k.ms / 1000).toFixed(2).padStart(6)} s  ${kind}`,
+    );
   }
   const w = run.pgWaits;
   if (w && w.samples > 0) {
@@ -381,7 +389,10 @@ async function main(): Promise<number> {
 
     // A baseline pass over 2,000 small pages takes well under a second, so one pass is noisy:
     // each is run BASELINE_ROUNDS times and the median pass is reported.
-    for (const [mode, parse] of [["bare undici fetch", false], ["undici fetch + cheerio", true]] as const) {
+    for (const [mode, parse] of [
+      ["bare undici fetch", false],
+      ["undici fetch + cheerio", true],
+    ] as const) {
       const passes: { seconds: number; cpuSeconds: number; site: SiteStats }[] = [];
       const { rssPeakBytes } = await withRssPeak(async () => {
         for (let i = 0; i < BASELINE_ROUNDS; i++) {
@@ -398,7 +409,16 @@ async function main(): Promise<number> {
       const median = passes[Math.floor(passes.length / 2)]!;
       baselineSite[mode] = median.site;
       log(`  [${mode}] passes: ${passes.map((p) => p.seconds.toFixed(3)).join(", ")} s`);
-      rows.push({ mode, pages: urls.length, seconds: median.seconds, pagesPerSec: urls.length / median.seconds, ratio: null, rssPeakMiB: mib(rssPeakBytes), cpuShare: median.cpuSeconds / median.seconds, ok: true });
+      rows.push({
+        mode,
+        pages: urls.length,
+        seconds: median.seconds,
+        pagesPerSec: urls.length / median.seconds,
+        ratio: null,
+        rssPeakMiB: mib(rssPeakBytes),
+        cpuShare: median.cpuSeconds / median.seconds,
+        ok: true,
+      });
     }
     const base = rows[0]!.pagesPerSec;
     for (const r of rows) r.ratio = r.pagesPerSec / base;
@@ -494,7 +514,16 @@ async function main(): Promise<number> {
     sluice: Object.fromEntries(
       Object.entries(runs).map(([label, r]) => [
         label,
-        { bootSeconds: round(r.bootSeconds), rssAfterBootMiB: round(mib(r.rssAfterBootBytes), 1), observedSeconds: round(r.observedSeconds), status: r.crawl.status, pages: r.crawl.pages, stalls: r.site.stalls, stallSeconds: round(r.site.stallMs / 1000), maxGapMs: round(r.site.maxGapMs, 0) },
+        {
+          bootSeconds: round(r.bootSeconds),
+          rssAfterBootMiB: round(mib(r.rssAfterBootBytes), 1),
+          observedSeconds: round(r.observedSeconds),
+          status: r.crawl.status,
+          pages: r.crawl.pages,
+          stalls: r.site.stalls,
+          stallSeconds: round(r.site.stallMs / 1000),
+          maxGapMs: round(r.site.maxGapMs, 0),
+        },
       ]),
     ),
     maxRssMiB: round(process.resourceUsage().maxRSS / 1024, 1),
@@ -504,17 +533,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-    // Everything is closed by now; if something still holds the loop open, say what and leave.
-    setTimeout(() => {
-      log(`bench: handles still open after 10 s: ${process.getActiveResourcesInfo().join(", ")}`);
-      process.exit(code || 2);
-    }, 10_000).unref();
-  },
-  (err: unknown) => {
-    console.error("bench failed:", err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -10,29 +10,28 @@
 //
 // Knobs: BENCH_ROWS (default 1000000), DATABASE_URL (admin URL; default the local server),
 // NATS_URL, REDIS_URL.
-import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
-import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
-import { createScratchDatabase, type ScratchDatabase } from "../fixtures/scratch-db";
+import { http, waitForNodes, waitUntilFinished } from "../fixtures/api-client";
+import { freePort, startNode, uniqueNamespace } from "../fixtures/node-process";
+import { withClient } from "../fixtures/pg-client";
+import type { ScratchDatabase } from "../fixtures/scratch-db";
 import { randomRowBatch, type RowBatch } from "../lib/loading/random-rows";
 import { migrate } from "../lib/platform/migrate";
+import { createBenchDatabase, log } from "./support";
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const NATS_URL = process.env.NATS_URL ?? null;
 const REDIS_URL = process.env.REDIS_URL ?? null;
-const ROOT = path.join(__dirname, "..");
-const log = (line: string) => void process.stderr.write(line + "\n");
 
 /** A seeded generator, so every baseline writes the same rows. */
 function seeded(seed: number): () => number {
   let s = seed;
-  return () => ((s = (s * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  return () => (s = (s * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
 }
 function* sameRows(total: number, batch: number): Generator<RowBatch> {
   const random = seeded(42);
@@ -40,19 +39,9 @@ function* sameRows(total: number, batch: number): Generator<RowBatch> {
 }
 
 async function freshDb(): Promise<ScratchDatabase> {
-  const db = await createScratchDatabase(ADMIN_URL, "sluice_bench");
+  const db = await createBenchDatabase(ADMIN_URL);
   await migrate(db.url, "sluice-bench", () => {});
   return db;
-}
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
 }
 
 async function rawCopy(url: string): Promise<number> {
@@ -78,71 +67,46 @@ async function rawInsert(url: string): Promise<number> {
     await c.query("BEGIN");
     for (const b of sameRows(ROWS, 1000)) {
       const values = b.names.map((_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(", ");
-      await c.query(`INSERT INTO rows (name, value) VALUES ${values}`, b.names.flatMap((n, i) => [n, b.values[i]]));
+      await c.query(
+        `INSERT INTO rows (name, value) VALUES ${values}`,
+        b.names.flatMap((n, i) => [n, b.values[i]]),
+      );
     }
     await c.query("COMMIT");
     return (performance.now() - t0) / 1000;
   });
 }
 
-function startNode(env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bin", "sluice.ts")], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "warn", METRICS_PORT: "0", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  return child;
-}
-
 const peakRssMiB = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-
-async function api(base: string, method: string, p: string, body?: object): Promise<any> {
-  const res = await fetch(base + p, { method, headers: { "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
-  return res.json();
-}
-
-async function until<T>(fn: () => Promise<T | undefined>, what: string, timeoutMs = 600_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** A Sluice cluster (api node + ingestor node) on a fresh database; runs one job of `rows`. */
 async function sluiceJob(rows: number): Promise<{ seconds: number; ingestorPeakMiB: number; job: any }> {
   const db = await freshDb();
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const namespace = `bench${process.pid}${Math.random().toString(36).slice(2, 6)}`;
+  const port = await freePort();
+  const namespace = uniqueNamespace("bench");
   const common: Record<string, string> = { DATABASE_URL: db.url, NAMESPACE: namespace, DATA_DIR: "" };
   if (NATS_URL) common.TRANSPORTER = NATS_URL;
   if (REDIS_URL) common.REDIS_URL = REDIS_URL;
   // Without a transporter the nodes could not talk: then one process runs both roles.
   const nodes = NATS_URL
-    ? [startNode({ ...common, SERVICES: "api", PORT: String(port), NODE_ID: `${namespace}-api` }), startNode({ ...common, SERVICES: "ingestor", PORT: "0", NODE_ID: `${namespace}-ingestor` })]
-    : [startNode({ ...common, SERVICES: "api,ingestor", PORT: String(port), NODE_ID: `${namespace}-all` })];
+    ? [
+        startNode(`${namespace}-api`, { ...common, SERVICES: "api", PORT: String(port) }),
+        startNode(`${namespace}-ingestor`, { ...common, SERVICES: "ingestor", PORT: "0" }),
+      ]
+    : [startNode(`${namespace}-all`, { ...common, SERVICES: "api,ingestor", PORT: String(port) })];
   const base = `http://127.0.0.1:${port}`;
   try {
-    await until(async () => {
-      const r = await api(base, "GET", "/api/throttle");
-      return r.nodes?.length === nodes.length ? true : undefined;
-    }, "the nodes to join", 60_000);
+    await waitForNodes(base, nodes.length, 60_000);
     const t0 = performance.now();
-    const { id } = await api(base, "POST", "/api/inserts", { rows });
-    const job = await until(async () => {
-      const j = await api(base, "GET", `/api/jobs/${id}`);
-      return ["succeeded", "failed", "cancelled"].includes(j.status) ? j : undefined;
-    }, `job ${id}`);
+    const { id } = (await http(base, "POST", "/api/inserts", { rows })).body;
+    const job = await waitUntilFinished(base, `/api/jobs/${id}`, 600_000, `job ${id}`);
     const seconds = (performance.now() - t0) / 1000;
     if (job.status !== "succeeded") throw new Error(`job ${id} ended ${job.status}: ${job.error}`);
     const counted = await withClient(db.url, async (c) => (await c.query("SELECT count(*)::int AS n FROM rows")).rows[0].n);
     if (counted !== rows) throw new Error(`expected ${rows} rows, found ${counted}`);
-    return { seconds, ingestorPeakMiB: peakRssMiB(nodes[nodes.length - 1]!.pid!), job };
+    return { seconds, ingestorPeakMiB: peakRssMiB(nodes[nodes.length - 1]!.child.pid!), job };
   } finally {
-    for (const n of nodes) n.kill("SIGTERM");
-    await Promise.all(nodes.map((n) => new Promise((r) => (n.exitCode !== null ? r(null) : n.once("exit", r)))));
+    await Promise.all(nodes.map((n) => n.stop()));
     await db.drop();
   }
 }
@@ -169,13 +133,31 @@ async function main(): Promise<void> {
   const table = [
     { what: "raw COPY (pg)", seconds: copy, rowsPerSecond: rate(copy), vsInsert: insert / copy },
     { what: "raw multi-row INSERT (pg)", seconds: insert, rowsPerSecond: rate(insert), vsInsert: 1 },
-    { what: "sluice job (API → channel → ingestor)", seconds: big.seconds, rowsPerSecond: rate(big.seconds), vsInsert: insert / big.seconds },
+    {
+      what: "sluice job (API → channel → ingestor)",
+      seconds: big.seconds,
+      rowsPerSecond: rate(big.seconds),
+      vsInsert: insert / big.seconds,
+    },
   ];
   console.table(table.map((r) => ({ ...r, seconds: r.seconds.toFixed(2), vsInsert: `${r.vsInsert.toFixed(2)}×` })));
-  console.log(`sluice vs raw COPY: ${(copy / big.seconds).toFixed(2)}×; goal ≥ 0.70× raw multi-row INSERT: ${insert / big.seconds >= 0.7 ? "met" : "NOT met"}`);
-  console.log(`ingestor peak RSS: ${small.ingestorPeakMiB.toFixed(0)} MiB for 100k rows, ${big.ingestorPeakMiB.toFixed(0)} MiB for ${ROWS} rows`);
   console.log(
-    JSON.stringify({ rows: ROWS, copyRowsPerS: rate(copy), insertRowsPerS: rate(insert), sluiceRowsPerS: rate(big.seconds), ratioToInsert: +(insert / big.seconds).toFixed(3), ratioToCopy: +(copy / big.seconds).toFixed(3), peakRssMiB100k: Math.round(small.ingestorPeakMiB), peakRssMiBBig: Math.round(big.ingestorPeakMiB) }),
+    `sluice vs raw COPY: ${(copy / big.seconds).toFixed(2)}×; goal ≥ 0.70× raw multi-row INSERT: ${insert / big.seconds >= 0.7 ? "met" : "NOT met"}`,
+  );
+  console.log(
+    `ingestor peak RSS: ${small.ingestorPeakMiB.toFixed(0)} MiB for 100k rows, ${big.ingestorPeakMiB.toFixed(0)} MiB for ${ROWS} rows`,
+  );
+  console.log(
+    JSON.stringify({
+      rows: ROWS,
+      copyRowsPerS: rate(copy),
+      insertRowsPerS: rate(insert),
+      sluiceRowsPerS: rate(big.seconds),
+      ratioToInsert: +(insert / big.seconds).toFixed(3),
+      ratioToCopy: +(copy / big.seconds).toFixed(3),
+      peakRssMiB100k: Math.round(small.ingestorPeakMiB),
+      peakRssMiBBig: Math.round(big.ingestorPeakMiB),
+    }),
   );
 }
 

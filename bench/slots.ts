@@ -52,14 +52,16 @@ async function drive(seconds: number, adaptive: boolean): Promise<{ convergedS: 
     const p = fetchProfile(upstreamUrlFor(upstream.url, ++id), 5_000).then((o) => {
       if (!adaptive) return;
       const now = Date.now();
-      state = o.kind === "ok" ? onSuccess(state, bounds, now) : o.kind === "throttled" ? onThrottle(state, bounds, now, o.retryAfterMs) : state;
+      state =
+        o.kind === "ok" ? onSuccess(state, bounds, now) : o.kind === "throttled" ? onThrottle(state, bounds, now, o.retryAfterMs) : state;
     });
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
   }
   await Promise.all(inFlight);
   await upstream.close();
-  const okIn = (from: number, to: number) => upstream.requests.filter((r) => r.ok && r.at >= start + from * 1000 && r.at < start + to * 1000).length;
+  const okIn = (from: number, to: number) =>
+    upstream.requests.filter((r) => r.ok && r.at >= start + from * 1000 && r.at < start + to * 1000).length;
   let convergedS: number | null = null;
   for (let t = 0; t + 5 <= seconds; t++) {
     if (okIn(t, t + 5) / 5 >= 0.8 * HIDDEN) {
@@ -68,19 +70,40 @@ async function drive(seconds: number, adaptive: boolean): Promise<{ convergedS: 
     }
   }
   const tail = upstream.requests.filter((r) => r.at >= start + (seconds - 20) * 1000);
-  return { convergedS, efficiency: okIn(seconds - 20, seconds) / 20 / HIDDEN, throttled: tail.filter((r) => !r.ok).length / Math.max(1, tail.length) };
+  return {
+    convergedS,
+    efficiency: okIn(seconds - 20, seconds) / 20 / HIDDEN,
+    throttled: tail.filter((r) => !r.ok).length / Math.max(1, tail.length),
+  };
 }
 
 async function main(): Promise<void> {
   log("bench:slots: planning 1M and 10M ids in child processes");
   const plans = [1_000_000, 10_000_000].map(planInChild);
-  console.table(plans.map((p) => ({ ids: p.n, seconds: p.seconds.toFixed(2), idsPerSecond: Math.round(p.n / p.seconds), peakRssMiB: p.peakRssMiB.toFixed(0) })));
+  console.table(
+    plans.map((p) => ({
+      ids: p.n,
+      seconds: p.seconds.toFixed(2),
+      idsPerSecond: Math.round(p.n / p.seconds),
+      peakRssMiB: p.peakRssMiB.toFixed(0),
+    })),
+  );
   log(`adaptive rate against a hidden limit of ${HIDDEN}/s for ${ADAPTIVE_S} s, then a fixed rate of ${HIDDEN}/s for 30 s`);
   const adaptive = await drive(ADAPTIVE_S, true);
   const fixed = await drive(30, false);
   console.table([
-    { rate: "adaptive (auto)", convergedAfterS: adaptive.convergedS ?? "never", efficiency: adaptive.efficiency.toFixed(3), throttledShare: adaptive.throttled.toFixed(3) },
-    { rate: `fixed ${HIDDEN}/s, by hand`, convergedAfterS: fixed.convergedS ?? "never", efficiency: fixed.efficiency.toFixed(3), throttledShare: fixed.throttled.toFixed(3) },
+    {
+      rate: "adaptive (auto)",
+      convergedAfterS: adaptive.convergedS ?? "never",
+      efficiency: adaptive.efficiency.toFixed(3),
+      throttledShare: adaptive.throttled.toFixed(3),
+    },
+    {
+      rate: `fixed ${HIDDEN}/s, by hand`,
+      convergedAfterS: fixed.convergedS ?? "never",
+      efficiency: fixed.efficiency.toFixed(3),
+      throttledShare: fixed.throttled.toFixed(3),
+    },
   ]);
   console.log(`adaptive efficiency ÷ fixed: ${(adaptive.efficiency / fixed.efficiency).toFixed(3)}`);
   console.log(

@@ -8,6 +8,7 @@ import { serveUpstream, type UpstreamServer } from "../fixtures/upstream-server"
 import { crawlAndWatch, isoTime, throttleRows, watchJob } from "../repl/commands";
 import type { NodeThrottle } from "../services/throttle.service";
 import { startSluice, type Sluice } from "../runtime";
+import { FINISHED_JOB_STATUSES } from "../models/jobs";
 
 async function main(): Promise<number> {
   const site = await serveSampleSite();
@@ -95,7 +96,7 @@ async function insertJobs(sluice: Sluice): Promise<boolean> {
       broker.call<{ id: number }, object>("inserts.create", { rows }).then(({ id }) => {
         progress.set(id, (j) => {
           onUpdate(j);
-          if (["succeeded", "failed", "cancelled"].includes(j.status)) resolve(j);
+          if ((FINISHED_JOB_STATUSES as readonly string[]).includes(j.status)) resolve(j);
         });
       }, reject);
     });

@@ -2,8 +2,8 @@
 import type { ServiceBroker } from "moleculer";
 import type { CrawlView } from "../services/crawls.service";
 import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
-import type { JobView } from "../models/jobs";
 import { formatRate } from "../lib/throttle/rate";
+import { FINISHED_JOB_STATUSES, type JobView } from "../models/jobs";
 
 // moleculer-repl (vorpal) hands over words as strings, numbers as numbers; anything else is nothing.
 const argText = (v: unknown): string => (typeof v === "string" || typeof v === "number" ? String(v) : "");
@@ -17,7 +17,7 @@ interface ReplCommand {
   action(broker: ServiceBroker, args: Record<string, unknown> & { options: Record<string, unknown> }): Promise<void>;
 }
 
-const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const FINISHED = new Set<string>(FINISHED_JOB_STATUSES);
 
 export function formatCrawl(c: CrawlView): string {
   const p = c.pages;

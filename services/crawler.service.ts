@@ -8,15 +8,8 @@ import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_F
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/crawl/robots";
 import { CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { extractPage, sameOrigin } from "../lib/crawl/url";
-import {
-  leaseUrls,
-  recordFetch,
-  releaseLease,
-  releaseExpiredLeases,
-  runningCrawlIds,
-  type LeasedUrl,
-  type FetchRecord,
-} from "../models/crawls";
+import { runningCrawlIds } from "../models/crawls";
+import { leaseUrls, recordFetch, releaseLease, releaseExpiredLeases, type LeasedUrl, type FetchRecord } from "../models/frontier";
 import { announceCrawlJobs, finishAndAnnounce } from "./announce";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../lib/contracts";

@@ -4,7 +4,7 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Batcher } from "../lib/platform/batcher";
 import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
-import { markStored } from "../models/crawls";
+import { markStored } from "../models/frontier";
 import { finishAndAnnounce } from "./announce";
 import type { Runtime } from "../lib/contracts";
 import { distinctPagesByUrl, upsertPages, type PageRecord } from "../models/pages";

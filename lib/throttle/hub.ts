@@ -15,10 +15,10 @@ import crypto from "node:crypto";
 import Bottleneck from "bottleneck";
 import IORedis from "ioredis";
 import { DEFAULT_THROTTLE_LEASE_MS } from "../platform/config";
-import { CONNECTION_HANDOVER_DELAY_MS } from "../platform/db";
-import { leaseMember, LeaseStore } from "./lease-store";
+import { LeaseStore } from "./lease-store";
+import { sweepExpired, type ReclaimEnv } from "./reclaim";
 import type { SlotsEnv } from "./leased-slots";
-import { ResourceLimiter, STUCK_AFTER_MS, type CheckedReclaim, type LimiterStats, type LimitSpec } from "./resource-limiter";
+import { ResourceLimiter, STUCK_AFTER_MS, type LimiterStats, type LimitSpec } from "./resource-limiter";
 
 export interface HubOptions {
   /** This process as its leases (and its Postgres connections' application_name) name it. */
@@ -34,8 +34,6 @@ const REDIS_RECHECK_MS = 1_000;
 const WATCHDOG_INTERVAL_MS = 5_000;
 // After a stuck limiter fell back, how long before the cluster is tried again.
 const STUCK_RETRY_MS = 60_000;
-// The check's own slot is leased as "<holder>~check".
-const CHECK_HOLDER_SUFFIX = "~check";
 // Per-host limiters (one per crawled host or upstream) idle this long are dropped, so their
 // number stays bounded by the hosts in use; their settings live on in Redis (or in overrides).
 const IDLE_LIMITER_MS = 10 * 60_000;
@@ -201,80 +199,18 @@ export class LimiterHub {
     await this.renewAll();
     if (!this.redisReady) return;
     // Not awaited: one slow resource must not hold the others' sweeps; sweep never rejects.
-    for (const l of this.limiters.values()) if (l.slots) void this.sweep(l);
+    for (const l of this.limiters.values()) if (l.slots) void sweepExpired(this.reclaimEnv, l);
   }
 
-  /**
-   * Takes back the slots of holders that stopped renewing. A checked resource (database
-   * connections) takes a holder's back only once the check says its connections are gone.
-   */
-  private async sweep(l: ResourceLimiter): Promise<void> {
-    const store = this.store!;
-    if (l.sweeping) return;
-    l.sweeping = true;
-    try {
-      const checked = l.checked;
-      if (!checked) {
-        const n = await store.reclaim(l.resource, "");
-        if (n > 0) this.reclaimed(l, n, "holders that stopped renewing");
-        return;
-      }
-      const snapshot = await store.snapshot(l.resource);
-      const expired = [
-        ...new Set(snapshot.leases.filter((x) => x.deadline < snapshot.now && !x.holder.startsWith(this.holder)).map((x) => x.holder)),
-      ];
-      if (expired.length === 0) return;
-      const gone = await this.check(l, checked, expired).catch((err: Error) => {
-        this.log.warn(`${l.resource}: could not check the connections of ${expired.join(", ")}: ${err.message}`);
-        return [] as string[];
-      });
-      for (const holder of gone) {
-        const n = await store.reclaim(l.resource, holder);
-        if (n > 0) this.reclaimed(l, n, holder);
-      }
-    } catch {
-      // Redis unreachable: the next sweep tries again.
-    } finally {
-      l.sweeping = false;
-    }
-  }
-
-  /**
-   * Runs the check on a connection of its own when a slot can be had for it: a free one, or
-   * one taken over from an expired holder gone from the cluster (after crashes every slot may
-   * be held by the dead, and this node's own connections may all be busy). Otherwise the check
-   * waits for one of this node's pooled connections (a partition: the holders are alive).
-   */
-  private async check(l: ResourceLimiter, checked: CheckedReclaim, expired: string[]): Promise<string[]> {
-    const store = this.store!;
-    // Its own holder name, so that renewing this node's slots does not drop it.
-    const member = leaseMember(`${this.holder}${CHECK_HOLDER_SUFFIX}`, 1);
-    const adoptFrom = expired.filter((h) => checked.absent(h));
-    const limit = l.maxConcurrent ?? 1;
-    const held = l.slots?.running ?? 0;
-    // A connection of its own only within this node's share: a slot that looks free in Redis may
-    // stand for a connection a node cut off from Redis opened on its fallback share.
-    const withinShare = held + 1 <= Math.max(1, Math.floor(limit / this.share(l.resource)));
-    const { granted, reclaimed } = withinShare
-      ? await store.acquire(l.resource, [member], { leaseMs: this.leaseMs, limit, reclaimExpired: false, adoptFrom })
-      : { granted: 0, reclaimed: 0 };
-    if (reclaimed > 0) this.reclaimed(l, reclaimed, `${adoptFrom.join(", ")} (gone from the cluster), to check the rest`);
-    if (granted === 0) {
-      // No connection of this node's own to check with: the next sweep tries again (by then
-      // the dead may count as gone from the cluster).
-      if (held === 0) return [];
-      // One pooled check at a time, and the sweep does not wait for it longer than a lease:
-      // every pooled connection may be busy with a long transaction.
-      l.pooledCheck ??= checked.gone(expired, false).finally(() => (l.pooledCheck = null));
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), this.leaseMs)));
-      return Promise.race([l.pooledCheck, timedOut]).finally(() => clearTimeout(timer));
-    }
-    try {
-      return await checked.gone(expired, true);
-    } finally {
-      setTimeout(() => void store.release(l.resource, [member]).catch(() => {}), CONNECTION_HANDOVER_DELAY_MS).unref();
-    }
+  private get reclaimEnv(): ReclaimEnv {
+    return {
+      store: this.store!,
+      holder: this.holder,
+      leaseMs: this.leaseMs,
+      log: this.log,
+      share: (resource) => this.share(resource),
+      reclaimed: (l, n, from) => this.reclaimed(l, n, from),
+    };
   }
 
   private reclaimed(l: ResourceLimiter, n: number, from: string): void {

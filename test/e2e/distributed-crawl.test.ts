@@ -1,55 +1,28 @@
 // api, crawler and ingestor in three separate OS processes over real NATS and Postgres.
 import { MAX_MAX_DEPTH } from "../../services/crawls.service";
 import { Client } from "pg";
-import { serveGeneratedSite } from "../../fixtures/site-server";
-import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
-import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
+import { createCluster, everyPageStored, type Cluster } from "../support/cluster";
+import { describeWithServers, http } from "../support/env";
 
 describeWithServers(["DATABASE_URL", "NATS_URL"], "distributed crawl over NATS and Postgres", () => {
-  let site: Awaited<ReturnType<typeof serveGeneratedSite>>;
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  const nodes: NodeProcess[] = [];
-  const namespace = uniqueNamespace();
-  let api = "";
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    site = await serveGeneratedSite({ pages: 500 });
-    db = await createTestDatabase();
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    const common = { TRANSPORTER: NATS_URL!, DATABASE_URL: db.url, NAMESPACE: namespace, CRAWL_ALLOW_HOSTS: "127.0.0.1", DB_NODE_CONCURRENCY: "2" };
-    nodes.push(startNode(`${namespace}-api`, { ...common, SERVICES: "api", PORT: String(port) }));
-    nodes.push(startNode(`${namespace}-crawler`, { ...common, SERVICES: "crawler" }));
-    nodes.push(startNode(`${namespace}-ingestor`, { ...common, SERVICES: "ingestor" }));
+    cluster = await createCluster({ site: { pages: 500 }, env: { DB_NODE_CONCURRENCY: "2" }, stopSignal: "SIGTERM" });
+    await cluster.start("api", { services: "api" });
+    await cluster.start("crawler", { services: "crawler" });
+    await cluster.start("ingestor", { services: "ingestor" });
   }, 60_000);
 
-  afterAll(async () => {
-    await Promise.all(nodes.map((n) => n.stop()));
-    await db?.drop();
-    await site?.close();
-    await deleteStreams(NATS_URL!, namespace).catch(() => {});
-  }, 60_000);
+  afterAll(() => cluster?.cleanup(), 60_000);
 
   it("crawls a 500-page site with exact counts", async () => {
+    const { api, site, namespace } = cluster;
     // The api answers 503 until the crawler has joined the cluster.
-    const created = await waitFor(
-      async () => {
-        const res = await http(api, "POST", "/api/crawls", { url: site.entryUrl, maxDepth: MAX_MAX_DEPTH });
-        return res.status === 202 ? res : undefined;
-      },
-      60_000,
-      `the cluster to accept a crawl (node output: ${nodes.map((n) => n.output()).join("\n")})`,
-    );
-    const crawl = await waitFor(
-      async () => {
-        const { body } = await http(api, "GET", `/api/crawls/${created.body.id}`);
-        return body.status === "running" || body.status === "pending" ? undefined : body;
-      },
-      120_000,
-      "the crawl to finish",
-    );
+    const id = await cluster.startCrawl({ url: site.entryUrl, maxDepth: MAX_MAX_DEPTH });
+    const crawl = await cluster.waitForCrawl(id, 120_000);
     expect(crawl.status).toBe("succeeded");
-    expect(crawl.pages).toEqual({ discovered: site.expectedPages, fetched: site.expectedPages, stored: site.expectedPages, failed: 0, skipped: 0 });
+    expect(crawl.pages).toEqual(everyPageStored(site));
     expect((await http(api, "GET", `/api/pages/count?crawl=${crawl.id}`)).body).toEqual({ count: site.expectedPages });
 
     // Each page was fetched exactly once (robots.txt aside), and Postgres holds one row per URL.
@@ -62,7 +35,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL"], "distributed crawl over NATS a
     await pg.connect();
     const { rows } = await pg.query<{ application_name: string; n: number }>(
       "SELECT application_name, count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 GROUP BY 1",
-      [new URL(db.url).pathname.slice(1)],
+      [cluster.db.name],
     );
     await pg.end();
     const names = rows.map((r) => r.application_name).sort();

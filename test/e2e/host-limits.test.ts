@@ -1,65 +1,37 @@
 // Per-host politeness is cluster-wide: three crawler processes together stay within
 // CRAWL_HOST_CONCURRENCY and CRAWL_HOST_RATE, measured where it matters, at the site.
 import { MAX_MAX_DEPTH } from "../../services/crawls.service";
-import IORedis from "ioredis";
-import { serveGeneratedSite } from "../../fixtures/site-server";
-import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
-import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
+import { createCluster, type Cluster } from "../support/cluster";
+import { describeWithServers, http } from "../support/env";
 
-const REDIS_URL = process.env.REDIS_URL;
 const CONCURRENCY = 4;
 const RATE_PER_S = 20;
 
 describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per-host limits", () => {
-  let site: Awaited<ReturnType<typeof serveGeneratedSite>>;
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  const nodes: NodeProcess[] = [];
-  const namespace = uniqueNamespace();
-  let api = "";
+  let cluster: Cluster;
 
   beforeAll(async () => {
     // 200 ms a page: at about 18 starts a second (20/s less the spacing margin) 3 to 4 requests
     // are in flight, so the cap of 4 is reached in bursts.
-    site = await serveGeneratedSite({ pages: 240, delayMs: 200 });
-    db = await createTestDatabase();
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    const common = {
-      TRANSPORTER: NATS_URL!,
-      DATABASE_URL: db.url,
-      REDIS_URL: REDIS_URL!,
-      NAMESPACE: namespace,
-      CRAWL_ALLOW_HOSTS: "127.0.0.1",
-      CRAWL_HOST_CONCURRENCY: String(CONCURRENCY),
-      CRAWL_HOST_RATE: `${RATE_PER_S}/s`,
-    };
-    nodes.push(startNode(`${namespace}-api`, { ...common, SERVICES: "api,ingestor", PORT: String(port) }));
-    for (const i of [1, 2, 3]) nodes.push(startNode(`${namespace}-crawler${i}`, { ...common, SERVICES: "crawler" }));
+    cluster = await createCluster({
+      redis: true,
+      site: { pages: 240, delayMs: 200 },
+      env: { CRAWL_HOST_CONCURRENCY: String(CONCURRENCY), CRAWL_HOST_RATE: `${RATE_PER_S}/s` },
+      stopSignal: "SIGTERM",
+    });
+    await cluster.start("api", { services: "api,ingestor" });
+    for (const i of [1, 2, 3]) await cluster.start(`crawler${i}`, { services: "crawler" });
   }, 60_000);
 
-  afterAll(async () => {
-    await Promise.all(nodes.map((n) => n.stop()));
-    await db?.drop();
-    await site?.close();
-    await deleteStreams(NATS_URL!, namespace).catch(() => {});
-    const redis = new IORedis(REDIS_URL!);
-    const keys = await redis.keys(`b_sluice:${namespace}:*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
-  }, 60_000);
+  afterAll(() => cluster?.cleanup(), 60_000);
 
   it("holds peak in-flight ≤ 4 and ≤ 20 starts in any second, at ≥ 80% of 20/s", async () => {
+    const { api, site } = cluster;
     // All three crawlers must have joined before the crawl starts, or one could do it all alone.
-    await waitFor(async () => {
-      const t = await http(api, "GET", "/api/throttle");
-      return t.status === 200 && t.body.nodes.length === 4 ? true : undefined;
-    }, 60_000, "four nodes to report their limits");
+    await cluster.waitForNodes(4);
     const created = await http(api, "POST", "/api/crawls", { url: site.entryUrl, maxDepth: MAX_MAX_DEPTH });
     expect(created.status).toBe(202);
-    const crawl = await waitFor(async () => {
-      const { body } = await http(api, "GET", `/api/crawls/${created.body.id}`);
-      return body.status === "running" || body.status === "pending" ? undefined : body;
-    }, 120_000, "the crawl to finish");
+    const crawl = await cluster.waitForCrawl(created.body.id, 120_000);
     expect(crawl.status).toBe("succeeded");
     expect(crawl.pages.stored).toBe(site.expectedPages);
 
@@ -85,6 +57,8 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
       expect(l.clustered).toBe(true);
       expect(l.done).toBeGreaterThan(0);
     }
-    console.log(`per-host limits: ${starts.length} requests, peak in flight ${site.inFlightPeak}, max ${maxInWindow} starts in 1 s, mean ${meanRate.toFixed(2)}/s`);
+    console.log(
+      `per-host limits: ${starts.length} requests, peak in flight ${site.inFlightPeak}, max ${maxInWindow} starts in 1 s, mean ${meanRate.toFixed(2)}/s`,
+    );
   }, 180_000);
 });

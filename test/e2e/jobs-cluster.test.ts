@@ -2,85 +2,60 @@
 // killed mid-job (with and without a second one alive), twenty jobs at once under the
 // connection budget, and jobs.updated events seen by a client node.
 import { ServiceBroker } from "moleculer";
-import pg from "pg";
-import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
-import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
-import { sampleConnections } from "../support/connections";
+import { createCluster, type Cluster } from "../support/cluster";
+import { describeWithServers, http, NATS_URL, waitFor } from "../support/env";
 
 const BUDGET = 6;
-const FINISHED = ["succeeded", "failed", "cancelled"];
 
 describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs across processes", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let direct: pg.Client;
-  const nodes: NodeProcess[] = [];
-  const namespace = uniqueNamespace();
-  let api = "";
-  let common: Record<string, string> = {};
-  const count = async () => (await direct.query<{ n: number }>("SELECT count(*)::int AS n FROM rows")).rows[0]!.n;
-  const job = async (id: number) => (await http(api, "GET", `/api/jobs/${id}`)).body;
-  const finished = (id: number, timeoutMs = 120_000) =>
-    waitFor(async () => {
-      const j = await job(id);
-      return FINISHED.includes(j.status) ? j : undefined;
-    }, timeoutMs, `job ${id} to finish`);
-  const ingestor = (name: string) => {
-    const n = startNode(`${namespace}-${name}`, { ...common, SERVICES: "ingestor" });
-    nodes.push(n);
-    return n;
-  };
-  const ingestorsJoined = (names: string[]) =>
-    waitFor(async () => {
-      const ids = ((await http(api, "GET", "/api/throttle")).body.nodes ?? []).map((n: { nodeId: string }) => n.nodeId);
-      return names.every((n) => ids.includes(`${namespace}-${n}`)) ? true : undefined;
-    }, 60_000, `${names.join(", ")} to join`).catch((err: Error) => {
-      for (const n of nodes) console.log(`${n.name} exit=${n.child.exitCode}\n${n.output().slice(-2000)}`);
-      throw err;
-    });
+  let cluster: Cluster;
+  const count = () => cluster.withClient(async (c) => (await c.query<{ n: number }>("SELECT count(*)::int AS n FROM rows")).rows[0]!.n);
+  const finished = (id: number) => cluster.waitForJob(id, 120_000);
+  const ingestor = (name: string) => cluster.start(name, { services: "ingestor" });
   /** Waits until the job is inserting, and answers the node running it. */
   const runningOn = (id: number) =>
-    waitFor(async () => {
-      const j = await job(id);
-      return j.status === "running" && j.progress.done > 0 ? (j.nodeId as string) : undefined;
-    }, 60_000, `job ${id} to make progress`);
+    waitFor(
+      async () => {
+        const j = await cluster.job(id);
+        return j.status === "running" && j.progress.done > 0 ? (j.nodeId as string) : undefined;
+      },
+      60_000,
+      `job ${id} to make progress`,
+    );
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    direct = new pg.Client({ connectionString: db.url });
-    await direct.connect();
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
     // Fast heartbeats: a dead runner's claim goes stale in 1.5 s.
-    common = { TRANSPORTER: NATS_URL!, DATABASE_URL: db.url, REDIS_URL: process.env.REDIS_URL!, NAMESPACE: namespace, DB_BUDGET: String(BUDGET), JOB_HEARTBEAT_MS: "500" };
-    nodes.push(startNode(`${namespace}-api`, { ...common, SERVICES: "api", PORT: String(port) }));
-    await waitFor(async () => ((await http(api, "GET", "/api/ready")).status === 200 ? true : undefined), 60_000, "the api node");
+    cluster = await createCluster({ redis: true, env: { DB_BUDGET: String(BUDGET), JOB_HEARTBEAT_MS: "500" } });
+    await cluster.ready(await cluster.start("api", { services: "api" }));
   }, 90_000);
 
-  afterAll(async () => {
-    await direct?.end();
-    await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
-    await db?.drop();
-    await deleteStreams(NATS_URL!, namespace).catch(() => {});
-  }, 60_000);
+  afterAll(() => cluster?.cleanup(), 60_000);
 
   it("a job whose ingestor is killed mid-job completes on the other one: exactly n rows, 2 attempts", async () => {
-    const a = ingestor("ingestor-a");
-    const b = ingestor("ingestor-b");
-    await ingestorsJoined(["ingestor-a", "ingestor-b"]);
+    const a = await ingestor("ingestor-a");
+    const b = await ingestor("ingestor-b");
+    await cluster.waitForNodes(["ingestor-a", "ingestor-b"]);
     const rows = 3_000_000;
-    const { body } = await http(api, "POST", "/api/inserts", { rows });
+    const { body } = await http(cluster.api, "POST", "/api/inserts", { rows });
     const victim = await runningOn(body.id);
     const [killed, survivor] = victim === a.name ? [a, b] : [b, a];
-    killed.child.kill("SIGKILL");
+    killed.kill();
 
     const end = await finished(body.id);
-    expect(end).toMatchObject({ status: "succeeded", attempts: 2, nodeId: survivor.name, error: null, progress: { done: rows, total: rows } });
+    expect(end).toMatchObject({
+      status: "succeeded",
+      attempts: 2,
+      nodeId: survivor.name,
+      error: null,
+      progress: { done: rows, total: rows },
+    });
     // Postgres rolled the killed transaction back: no row of the first attempt is left.
     expect(await count()).toBe(rows);
   }, 180_000);
 
   it("runs twenty jobs at once within the connection budget, and a client sees each job's events in order", async () => {
     const before = await count();
+    const { namespace } = cluster;
     const client = new ServiceBroker({ nodeID: `${namespace}-watcher`, namespace, transporter: NATS_URL as "NATS", logLevel: "warn" });
     const events = new Map<number, string[]>();
     client.createService({
@@ -94,25 +69,35 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       },
     });
     await client.start();
-    const sampler = sampleConnections(new URL(db.url).pathname.slice(1));
+    const sampler = cluster.sampleConnections();
     try {
       // Every node that announces must know the watcher's subscription before the jobs start.
-      const announcers = nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null).map((n) => n.name);
-      await waitFor(async () => {
-        for (const nodeID of announcers) {
-          const known = await client.call<{ name: string }[], object>("$node.events", { onlyAvailable: true }, { nodeID });
-          if (!known.some((e) => e.name === "jobs.updated")) return undefined;
-        }
-        return true;
-      }, 30_000, "every node to know the watcher");
-      const ids = await Promise.all(Array.from({ length: 20 }, async () => (await http(api, "POST", "/api/inserts", { rows: 40_000 })).body.id as number));
+      const announcers = cluster.running().map((n) => n.name);
+      await waitFor(
+        async () => {
+          for (const nodeID of announcers) {
+            const known = await client.call<{ name: string }[], object>("$node.events", { onlyAvailable: true }, { nodeID });
+            if (!known.some((e) => e.name === "jobs.updated")) return undefined;
+          }
+          return true;
+        },
+        30_000,
+        "every node to know the watcher",
+      );
+      const ids = await Promise.all(
+        Array.from({ length: 20 }, async () => (await http(cluster.api, "POST", "/api/inserts", { rows: 40_000 })).body.id as number),
+      );
       const ends = await Promise.all(ids.map((id) => finished(id)));
       const { peak, samples } = await sampler.stop();
       expect(ends.map((j) => j.status)).toEqual(Array(20).fill("succeeded"));
       expect(await count()).toBe(before + 20 * 40_000);
       expect(peak).toBeLessThanOrEqual(BUDGET);
       console.log(`twenty jobs: peak ${peak} connections (budget ${BUDGET}) over ${samples} samples`);
-      await waitFor(() => (ids.every((id) => events.get(id)?.includes("succeeded")) ? true : undefined), 10_000, "every succeeded event").catch((err: Error) => {
+      await waitFor(
+        () => (ids.every((id) => events.get(id)?.includes("succeeded")) ? true : undefined),
+        10_000,
+        "every succeeded event",
+      ).catch((err: Error) => {
         console.log(JSON.stringify([...events.entries()]), JSON.stringify(ends.map((j) => [j.id, j.nodeId])));
         throw err;
       });
@@ -125,27 +110,31 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
 
   it("with no ingestor left, a killed job goes back to pending and completes when an ingestor starts", async () => {
     // Only one ingestor stays alive.
-    const alive = nodes.filter((n) => n.name.includes("ingestor") && n.child.exitCode === null && n.child.signalCode === null);
+    const alive = cluster.running().filter((n) => n.name.includes("ingestor"));
     for (const n of alive.slice(1)) await n.stop("SIGTERM");
     const before = await count();
     const rows = 3_000_000;
-    const { body } = await http(api, "POST", "/api/inserts", { rows });
+    const { body } = await http(cluster.api, "POST", "/api/inserts", { rows });
     const victim = await runningOn(body.id);
     expect(victim).toBe(alive[0]!.name);
-    alive[0]!.child.kill("SIGKILL");
+    alive[0]!.kill();
 
     // The reaper notices the node is gone: the job is not left running.
-    const reaped = await waitFor(async () => {
-      const j = await job(body.id);
-      return j.status === "pending" ? j : undefined;
-    }, 60_000, "the reaper to send the job back to pending");
+    const reaped = await waitFor(
+      async () => {
+        const j = await cluster.job(body.id);
+        return j.status === "pending" ? j : undefined;
+      },
+      60_000,
+      "the reaper to send the job back to pending",
+    );
     expect(reaped).toMatchObject({ attempts: 1, nodeId: null });
     expect(reaped.error).toContain(victim);
     expect(await count()).toBe(before);
 
-    ingestor("ingestor-c");
+    await ingestor("ingestor-c");
     const end = await finished(body.id);
-    expect(end).toMatchObject({ status: "succeeded", attempts: 2, nodeId: `${namespace}-ingestor-c` });
+    expect(end).toMatchObject({ status: "succeeded", attempts: 2, nodeId: `${cluster.namespace}-ingestor-c` });
     expect(await count()).toBe(before + rows);
   }, 180_000);
 });

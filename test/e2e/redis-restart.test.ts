@@ -3,18 +3,29 @@
 import { MAX_MAX_DEPTH } from "../../services/crawls.service";
 import { execFileSync } from "node:child_process";
 import IORedis from "ioredis";
-import { sampleConnections } from "../support/connections";
-import { serveGeneratedSite } from "../../fixtures/site-server";
-import { createTestDatabase, describeWithServers, http, NATS_URL, waitFor } from "../support/env";
-import { deleteStreams, freePort, startNode, uniqueNamespace, type NodeProcess } from "../support/processes";
+import { createCluster, everyPageStored, type Cluster } from "../support/cluster";
+import { describeWithServers, http, waitFor } from "../support/env";
 
 const REDIS_URL = process.env.REDIS_URL;
 const BUDGET = 6;
 
 function startRedis(): void {
   execFileSync("redis-server", [
-    "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "", "--appendonly", "no",
-    "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
   ]);
 }
 
@@ -32,72 +43,74 @@ async function redisUp(): Promise<boolean> {
 }
 
 describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "Redis restarted mid-crawl", () => {
-  const nodes: NodeProcess[] = [];
-  const namespace = uniqueNamespace();
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let site: Awaited<ReturnType<typeof serveGeneratedSite>>;
-  let api = "";
+  let cluster: Cluster;
 
   beforeAll(async () => {
-    site = await serveGeneratedSite({ pages: 1500, delayMs: 5 });
-    db = await createTestDatabase();
-    const port = await freePort();
-    api = `http://127.0.0.1:${port}`;
-    const common = {
-      TRANSPORTER: NATS_URL!, DATABASE_URL: db.url, REDIS_URL: REDIS_URL!, NAMESPACE: namespace,
-      CRAWL_ALLOW_HOSTS: "127.0.0.1", DB_BUDGET: String(BUDGET), CRAWL_HOST_CONCURRENCY: "6", SERVICES: "api,crawler,ingestor",
-    };
-    nodes.push(startNode(`${namespace}-n1`, { ...common, PORT: String(port) }));
-    nodes.push(startNode(`${namespace}-n2`, { ...common, PORT: "0" }));
-    nodes.push(startNode(`${namespace}-n3`, { ...common, PORT: "0" }));
+    cluster = await createCluster({
+      redis: true,
+      site: { pages: 1500, delayMs: 5 },
+      env: { DB_BUDGET: String(BUDGET), CRAWL_HOST_CONCURRENCY: "6" },
+    });
+    for (const n of [1, 2, 3]) await cluster.start(`n${n}`, { services: "api,crawler,ingestor" });
   }, 60_000);
 
   afterAll(async () => {
     if (!(await redisUp())) startRedis();
-    await Promise.all(nodes.map((n) => n.stop("SIGKILL")));
-    await db?.drop();
-    await site?.close();
-    await deleteStreams(NATS_URL!, namespace).catch(() => {});
+    // cleanup() deletes the namespace's keys: Redis must answer again first.
+    await waitFor(async () => ((await redisUp()) ? true : undefined), 10_000, "Redis to be up");
+    await cluster?.cleanup();
   }, 60_000);
 
   it("finishes with exact counts, never over budget, and resumes cluster-wide limits", async () => {
-    await waitFor(async () => ((await http(api, "GET", "/api/throttle")).body.nodes?.length === 3 ? true : undefined), 60_000, "three nodes");
-    const sampler = sampleConnections(new URL(db.url).pathname.slice(1));
+    const { api, site } = cluster;
+    await cluster.waitForNodes(3);
+    const sampler = cluster.sampleConnections();
 
     const created = await http(api, "POST", "/api/crawls", { url: site.entryUrl, maxDepth: MAX_MAX_DEPTH, maxPages: 100_000 });
     expect(created.status).toBe(202);
     const id = created.body.id as number;
-    const crawl = async () => (await http(api, "GET", `/api/crawls/${id}`)).body;
+    const crawl = () => cluster.crawl(id);
     await waitFor(async () => ((await crawl()).pages.stored >= 150 ? true : undefined), 60_000, "150 pages stored");
 
     execFileSync("redis-cli", ["-p", "6379", "shutdown", "nosave"]);
-    const during = await waitFor(async () => {
-      const t = (await http(api, "GET", "/api/throttle")).body;
-      return t.nodes.every((n: { redis: string }) => n.redis.startsWith("down")) ? t : undefined;
-    }, 20_000, "every node to fall back");
+    const during = await waitFor(
+      async () => {
+        const t = (await http(api, "GET", "/api/throttle")).body;
+        return t.nodes.every((n: { redis: string }) => n.redis.startsWith("down")) ? t : undefined;
+      },
+      20_000,
+      "every node to fall back",
+    );
     const storedDuring = (await crawl()).pages.stored;
-    await waitFor(async () => ((await crawl()).pages.stored > storedDuring + 50 ? true : undefined), 60_000, "progress while Redis is down");
+    await waitFor(
+      async () => ((await crawl()).pages.stored > storedDuring + 50 ? true : undefined),
+      60_000,
+      "progress while Redis is down",
+    );
     expect(during.resources.find((r: { resource: string }) => r.resource === "db:connections").fallbackNodes).toBe(3);
     const ready = await http(api, "GET", "/api/ready");
     expect(ready.status).toBe(503);
     expect(ready.body.checks.redis).toMatch(/^down/);
 
     startRedis();
-    const final = await waitFor(async () => {
-      const c = await crawl();
-      return c.status === "running" || c.status === "pending" ? undefined : c;
-    }, 180_000, "the crawl to finish");
+    const final = await cluster.waitForCrawl(id, 180_000);
     const { peak } = await sampler.stop();
 
     expect(final.status).toBe("succeeded");
-    expect(final.pages).toEqual({ discovered: site.expectedPages, fetched: site.expectedPages, stored: site.expectedPages, failed: 0, skipped: 0 });
+    expect(final.pages).toEqual(everyPageStored(site));
     expect(peak).toBeLessThanOrEqual(BUDGET);
-    const after = await waitFor(async () => {
-      const t = (await http(api, "GET", "/api/throttle")).body;
-      const resumed = t.nodes.every((n: { redis: string; limiters: { fallback: boolean }[] }) => n.redis === "ok" && n.limiters.every((l) => !l.fallback));
-      return resumed && t.nodes.length === 3 ? t : undefined;
-    }, 30_000, "cluster-wide limits to resume on every node").catch((err: Error) => {
-      for (const n of nodes) console.log(`${n.name} exit=${n.child.exitCode} signal=${n.child.signalCode}\n${n.output().slice(-3000)}`);
+    const after = await waitFor(
+      async () => {
+        const t = (await http(api, "GET", "/api/throttle")).body;
+        const resumed = t.nodes.every(
+          (n: { redis: string; limiters: { fallback: boolean }[] }) => n.redis === "ok" && n.limiters.every((l) => !l.fallback),
+        );
+        return resumed && t.nodes.length === 3 ? t : undefined;
+      },
+      30_000,
+      "cluster-wide limits to resume on every node",
+    ).catch((err: Error) => {
+      cluster.printOutputs();
       throw err;
     });
     expect(after.nodes).toHaveLength(3);

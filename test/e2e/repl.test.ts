@@ -1,20 +1,20 @@
 // `npm start -- --repl`: the REPL's crawl command starts a crawl and prints progress until done.
 import { SAMPLE_SITE_EXPECTED, serveSampleSite, type SiteServer } from "../../fixtures/site-server";
-import { tempDir, waitFor } from "../support/env";
-import { startNode, type NodeProcess } from "../support/processes";
+import { createCluster, type Cluster, type ClusterNode } from "../support/cluster";
+import { waitFor } from "../support/env";
 
 describe("REPL", () => {
   let site: SiteServer;
-  let node: NodeProcess;
+  let cluster: Cluster;
+  let node: ClusterNode;
 
   beforeAll(async () => {
     site = await serveSampleSite();
-    node = startNode("repl-test", { DATA_DIR: tempDir(), PORT: "0", CRAWL_ALLOW_HOSTS: "127.0.0.1" }, ["--repl"]);
+    cluster = await createCluster({ embedded: true, stopSignal: "SIGTERM" });
+    cluster.onCleanup(() => site.close());
+    node = await cluster.start("repl", { args: ["--repl"] });
   });
-  afterAll(async () => {
-    await node?.stop();
-    await site?.close();
-  });
+  afterAll(() => cluster?.cleanup());
 
   it("crawl <url> --max-pages N prints progress until the crawl finishes", async () => {
     await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
@@ -28,7 +28,11 @@ describe("REPL", () => {
     await waitFor(() => (/crawl 2 succeeded: discovered 5,/.test(node.output()) ? true : undefined), 60_000, "the capped crawl");
 
     node.child.stdin!.write("throttle\n");
-    await waitFor(() => (/fetch:127\.0\.0\.1:\d+.*in-memory/.test(node.output()) && /'db'.*node bulkhead/.test(node.output()) ? true : undefined), 10_000, "the throttle table");
+    await waitFor(
+      () => (/fetch:127\.0\.0\.1:\d+.*in-memory/.test(node.output()) && /'db'.*node bulkhead/.test(node.output()) ? true : undefined),
+      10_000,
+      "the throttle table",
+    );
     node.child.stdin!.write(`throttle set fetch:${new URL(site.url).host} maxConcurrent 2\n`);
     await waitFor(() => (/changed: .*maxConcurrent: 2/s.test(node.output()) ? true : undefined), 10_000, "the change");
 
@@ -39,22 +43,42 @@ describe("REPL", () => {
   it("insert <n>, jobs, job <id>, stop <id>, schedule and slots", async () => {
     await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
     node.child.stdin!.write("insert 30000\n");
-    await waitFor(() => (/job (\d+) insert succeeded: 30000\/30000 \(100%\)/.test(node.output()) ? true : undefined), 60_000, "the insert job to finish");
+    await waitFor(
+      () => (/job (\d+) insert succeeded: 30000\/30000 \(100%\)/.test(node.output()) ? true : undefined),
+      60_000,
+      "the insert job to finish",
+    );
     const id = Number(/job (\d+) insert succeeded: 30000/.exec(node.output())![1]);
     node.child.stdin!.write(`job ${id}\n`);
     node.child.stdin!.write("jobs --status succeeded\n");
     // The two crawls above are jobs too (kind crawl).
-    await waitFor(() => (/3 of 3/.test(node.output()) && /'insert'\s*│\s*'succeeded'/.test(node.output()) ? true : undefined), 10_000, "the jobs table");
+    await waitFor(
+      () => (/3 of 3/.test(node.output()) && /'insert'\s*│\s*'succeeded'/.test(node.output()) ? true : undefined),
+      10_000,
+      "the jobs table",
+    );
     node.child.stdin!.write(`stop ${id}\n`);
-    await waitFor(() => (new RegExp(`stop: job ${id} has already succeeded`).test(node.output()) ? true : undefined), 10_000, "the 409 as a clear message");
+    await waitFor(
+      () => (new RegExp(`stop: job ${id} has already succeeded`).test(node.output()) ? true : undefined),
+      10_000,
+      "the 409 as a clear message",
+    );
     node.child.stdin!.write("schedule 5 6 --range 1001-1004 --rpm 2\n");
-    await waitFor(() => (/id-task (\d+): 6 ids over 3 minutes, at most 2 a minute/.test(node.output()) ? true : undefined), 10_000, "the plan");
+    await waitFor(
+      () => (/id-task (\d+): 6 ids over 3 minutes, at most 2 a minute/.test(node.output()) ? true : undefined),
+      10_000,
+      "the plan",
+    );
     const task = Number(/id-task (\d+): 6 ids/.exec(node.output())![1]);
     node.child.stdin!.write(`slots ${task}\n`);
     await waitFor(() => (/│\s*1004\s*│/.test(node.output()) ? true : undefined), 10_000, "the slots table");
     node.child.stdin!.write("schedule --range 9-1\n");
     await waitFor(() => (/schedule failed: --range must look like/.test(node.output()) ? true : undefined), 10_000, "a clear error");
     node.child.stdin!.write("insert 0\n");
-    await waitFor(() => (/insert failed: .*'rows' field must be greater than or equal to 1/.test(node.output()) ? true : undefined), 10_000, "a clear error");
+    await waitFor(
+      () => (/insert failed: .*'rows' field must be greater than or equal to 1/.test(node.output()) ? true : undefined),
+      10_000,
+      "a clear error",
+    );
   });
 });

@@ -14,7 +14,12 @@ describe("adaptive upstream rate (UPSTREAM_RATE=auto)", () => {
 
   beforeAll(async () => {
     upstream = await serveUpstream({ hiddenLimit: HIDDEN });
-    sluice = await startEmbedded({ SCHEDULER_MINUTE_MS: "1000", UPSTREAM_URL: upstream.url, UPSTREAM_RATE: "auto", UPSTREAM_MAX_ATTEMPTS: "10" });
+    sluice = await startEmbedded({
+      SCHEDULER_MINUTE_MS: "1000",
+      UPSTREAM_URL: upstream.url,
+      UPSTREAM_RATE: "auto",
+      UPSTREAM_MAX_ATTEMPTS: "10",
+    });
   });
   afterAll(async () => {
     await sluice?.stop();

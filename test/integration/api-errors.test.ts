@@ -108,7 +108,7 @@ describe("API errors (default configuration)", () => {
       ["maxPages 0", { url: "http://127.0.0.1/", maxPages: 0 }, "VALIDATION_ERROR", "maxPages"],
       ["maxPages -1", { url: "http://127.0.0.1/", maxPages: -1 }, "VALIDATION_ERROR", "maxPages"],
       ["maxPages 10^9", { url: "http://127.0.0.1/", maxPages: 1e9 }, "VALIDATION_ERROR", "maxPages"],
-      ["maxPages \"abc\"", { url: "http://127.0.0.1/", maxPages: "abc" }, "VALIDATION_ERROR", "maxPages"],
+      ['maxPages "abc"', { url: "http://127.0.0.1/", maxPages: "abc" }, "VALIDATION_ERROR", "maxPages"],
       ["maxPages 1.5", { url: "http://127.0.0.1/", maxPages: 1.5 }, "VALIDATION_ERROR", "maxPages"],
       ["maxDepth -1", { url: "http://127.0.0.1/", maxDepth: -1 }, "VALIDATION_ERROR", "maxDepth"],
       ["maxDepth 101", { url: "http://127.0.0.1/", maxDepth: 101 }, "VALIDATION_ERROR", "maxDepth"],

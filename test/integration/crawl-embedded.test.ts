@@ -3,8 +3,7 @@ import { SAMPLE_SITE_EXPECTED, serveGeneratedSite, serveSampleSite, type SiteSer
 import type { Sluice } from "../../runtime";
 import type { CrawlView } from "../../services/crawls.service";
 import { http, startEmbedded, waitFor } from "../support/env";
-
-const FINISHED = ["succeeded", "failed", "cancelled"];
+import { isFinished } from "../../fixtures/api-client";
 
 async function crawlToEnd(sluice: Sluice, body: object, timeoutMs = 60_000): Promise<CrawlView> {
   const created = await http(sluice.apiUrl!, "POST", "/api/crawls", body);
@@ -12,7 +11,7 @@ async function crawlToEnd(sluice: Sluice, body: object, timeoutMs = 60_000): Pro
   return waitFor(
     async () => {
       const { body: crawl } = await http(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`);
-      return FINISHED.includes(crawl.status) ? (crawl as CrawlView) : undefined;
+      return isFinished(crawl.status) ? (crawl as CrawlView) : undefined;
     },
     timeoutMs,
     `crawl ${created.body.id} to finish`,
@@ -114,8 +113,16 @@ describe("embedded crawl of a faulty site", () => {
   it("finishes, counting a hang, a 10 MB body, a redirect loop and a 500 as failed", async () => {
     const crawl = await crawlToEnd(sluice, { url: site.entryUrl });
     expect(crawl.status).toBe("succeeded");
-    expect(crawl.pages).toEqual({ discovered: site.expectedPages + 4, fetched: site.expectedPages, stored: site.expectedPages, failed: 4, skipped: 0 });
-    const [rows] = await sluice.db.query(`SELECT url, reason FROM crawl_urls WHERE crawl_id = ${crawl.id} AND state = 'failed' ORDER BY url`);
+    expect(crawl.pages).toEqual({
+      discovered: site.expectedPages + 4,
+      fetched: site.expectedPages,
+      stored: site.expectedPages,
+      failed: 4,
+      skipped: 0,
+    });
+    const [rows] = await sluice.db.query(
+      `SELECT url, reason FROM crawl_urls WHERE crawl_id = ${crawl.id} AND state = 'failed' ORDER BY url`,
+    );
     const reasons = Object.fromEntries((rows as { url: string; reason: string }[]).map((r) => [new URL(r.url).pathname, r.reason]));
     expect(reasons["/fault/hang"]).toMatch(/timed out/);
     expect(reasons["/fault/huge"]).toMatch(/exceeds/);
@@ -161,8 +168,15 @@ describe("a crawl is a job of kind crawl", () => {
     expect(job.finishedAt).not.toBeNull();
     const listed = (await http(sluice.apiUrl!, "GET", "/api/jobs?kind=crawl")).body.items.map((j: { id: number }) => j.id);
     expect(listed).toContain(crawl.jobId);
-    await waitFor(() => (events.some((e) => e.id === crawl.jobId && e.status === "succeeded") ? true : undefined), 5_000, "the succeeded event");
-    const statuses = events.filter((e) => e.id === crawl.jobId).map((e) => e.status).filter((s, i, all) => s !== all[i - 1]);
+    await waitFor(
+      () => (events.some((e) => e.id === crawl.jobId && e.status === "succeeded") ? true : undefined),
+      5_000,
+      "the succeeded event",
+    );
+    const statuses = events
+      .filter((e) => e.id === crawl.jobId)
+      .map((e) => e.status)
+      .filter((s, i, all) => s !== all[i - 1]);
     expect(statuses).toEqual(["pending", "running", "succeeded"]);
   });
 

@@ -6,6 +6,7 @@ import net from "node:net";
 import type { Sluice } from "../../runtime";
 import type { CrawlView } from "../../services/crawls.service";
 import { http as call, startEmbedded, waitFor } from "../support/env";
+import { isFinished } from "../../fixtures/api-client";
 
 // Any IPv4 or IPv6 address in a text.
 const ADDRESS = /\b\d{1,3}(\.\d{1,3}){3}\b|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*/i;
@@ -102,7 +103,11 @@ describe("crawl targets that are not allowed", () => {
       const res = await call(sluice.apiUrl!, "POST", "/api/crawls", { url });
       expect(res.status).toBe(422);
       const hostname = new URL(url).hostname;
-      expect(res.body.error).toEqual({ code: "TARGET_NOT_ALLOWED", message: expect.any(String), details: { field: "url", host: hostname } });
+      expect(res.body.error).toEqual({
+        code: "TARGET_NOT_ALLOWED",
+        message: expect.any(String),
+        details: { field: "url", host: hostname },
+      });
       expect(res.body.error.message).not.toMatch(ADDRESS);
       // A name's answer is never echoed (a literal target is the client's own input).
       if (hostname === "localhost") expect(JSON.stringify(res.body)).not.toMatch(ADDRESS);
@@ -116,7 +121,7 @@ describe("crawl targets that are not allowed", () => {
     const crawl = await waitFor(
       async () => {
         const { body } = await call(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`);
-        return ["succeeded", "failed", "cancelled"].includes(body.status) ? (body as CrawlView) : undefined;
+        return isFinished(body.status) ? (body as CrawlView) : undefined;
       },
       60_000,
       "the crawl to finish",

@@ -1,5 +1,6 @@
 // The frontier's recovery rules, driven directly against the embedded database (no crawler runs).
-import { leaseUrls, crawlCounts, createCrawl, finishIfDone, getCrawl, releaseExpiredLeases } from "../../models/crawls";
+import { crawlCounts, createCrawl, finishIfDone, getCrawl } from "../../models/crawls";
+import { leaseUrls, releaseExpiredLeases } from "../../models/frontier";
 import type { Sluice } from "../../runtime";
 import { startEmbedded } from "../support/env";
 

@@ -32,18 +32,53 @@ const nested = (depth: number) => `{"a":${"[".repeat(depth)}${"]".repeat(depth)}
 const SHAPES: Case[] = [
   ["a text/plain body", { "content-type": "text/plain" }, '{"rows":5}', 415, "UNSUPPORTED_MEDIA_TYPE", "content-type"],
   ["a form body", { "content-type": "application/x-www-form-urlencoded" }, "rows=5&url=x", 415, "UNSUPPORTED_MEDIA_TYPE", "content-type"],
-  ["a multipart body", { "content-type": "multipart/form-data; boundary=x" }, "--x\r\n\r\nrows\r\n--x--", 415, "UNSUPPORTED_MEDIA_TYPE", "content-type"],
+  [
+    "a multipart body",
+    { "content-type": "multipart/form-data; boundary=x" },
+    "--x\r\n\r\nrows\r\n--x--",
+    415,
+    "UNSUPPORTED_MEDIA_TYPE",
+    "content-type",
+  ],
   ["no content type", {}, '{"rows":5}', 415, "UNSUPPORTED_MEDIA_TYPE", "content-type"],
-  ["JSON in another charset", { "content-type": "application/json; charset=latin1" }, '{"rows":5}', 415, "UNSUPPORTED_MEDIA_TYPE", "content-type"],
+  [
+    "JSON in another charset",
+    { "content-type": "application/json; charset=latin1" },
+    '{"rows":5}',
+    415,
+    "UNSUPPORTED_MEDIA_TYPE",
+    "content-type",
+  ],
   ["a JSON array", { "content-type": "application/json" }, "[]", 422, "VALIDATION_ERROR", "body"],
   ["a JSON array of objects", { "content-type": "application/json" }, '[{"rows":5}]', 422, "VALIDATION_ERROR", "body"],
   ["a JSON string", { "content-type": "application/json" }, '"rows"', 400, "MALFORMED_JSON", "body"],
   ["malformed JSON", { "content-type": "application/json" }, '{"rows": 5', 400, "MALFORMED_JSON", "body"],
   ["JSON 33 levels deep", { "content-type": "application/json" }, nested(32), 400, "JSON_TOO_DEEP", "body"],
   ["JSON 100,000 levels deep", { "content-type": "application/json" }, nested(100_000), 400, "JSON_TOO_DEEP", "body"],
-  ["an unknown Content-Encoding", { "content-type": "application/json", "content-encoding": "x-garbage" }, '{"rows":5}', 400, "BAD_CONTENT_ENCODING", "content-encoding"],
-  ["gzip that is not gzip", { "content-type": "application/json", "content-encoding": "gzip" }, '{"rows":5}', 400, "BAD_REQUEST_BODY", "body"],
-  ["a gzip bomb past the cap", { "content-type": "application/json", "content-encoding": "gzip" }, zlib.gzipSync(`{"a":"${"0".repeat(30 * MB)}"}`), 413, "PAYLOAD_TOO_LARGE", "body"],
+  [
+    "an unknown Content-Encoding",
+    { "content-type": "application/json", "content-encoding": "x-garbage" },
+    '{"rows":5}',
+    400,
+    "BAD_CONTENT_ENCODING",
+    "content-encoding",
+  ],
+  [
+    "gzip that is not gzip",
+    { "content-type": "application/json", "content-encoding": "gzip" },
+    '{"rows":5}',
+    400,
+    "BAD_REQUEST_BODY",
+    "body",
+  ],
+  [
+    "a gzip bomb past the cap",
+    { "content-type": "application/json", "content-encoding": "gzip" },
+    zlib.gzipSync(`{"a":"${"0".repeat(30 * MB)}"}`),
+    413,
+    "PAYLOAD_TOO_LARGE",
+    "body",
+  ],
   ["a NUL in a string", { "content-type": "application/json" }, '{"x":"a\\u0000b"}', 422, "VALIDATION_ERROR", "x"],
   ["a NUL in a key", { "content-type": "application/json" }, '{"x\\u0000":1}', 422, "VALIDATION_ERROR", "x\u0000"],
 ];
@@ -72,13 +107,31 @@ describe("hostile requests at the gateway (embedded, API_TOKEN)", () => {
         { type: QueryTypes.SELECT },
       )
     )[0];
-  const expectRefused = async (method: string, path: string, headers: Record<string, string>, body: string | Buffer | undefined, status: number, code: string, field: string) => {
+  const expectRefused = async (
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: string | Buffer | undefined,
+    status: number,
+    code: string,
+    field: string,
+  ) => {
     const before = await counts();
     const started = Date.now();
     // As bytes: fetch would add a text/plain Content-Type to a string.
-    const res = await fetch(base + path, { method, headers: { ...auth, ...headers }, body: typeof body === "string" ? Buffer.from(body) : body });
+    const res = await fetch(base + path, {
+      method,
+      headers: { ...auth, ...headers },
+      body: typeof body === "string" ? Buffer.from(body) : body,
+    });
     const json = (await res.json()) as { error: { code: string; message: string; details?: { field?: string } } };
-    expect({ method, path, status: res.status, code: json.error.code, field: json.error.details?.field }).toEqual({ method, path, status, code, field });
+    expect({ method, path, status: res.status, code: json.error.code, field: json.error.details?.field }).toEqual({
+      method,
+      path,
+      status,
+      code,
+      field,
+    });
     expect(json.error.message.length).toBeGreaterThan(0);
     expect(JSON.stringify(json).length).toBeLessThan(4096);
     expect(await counts()).toEqual(before);
@@ -135,10 +188,20 @@ describe("hostile requests at the gateway (embedded, API_TOKEN)", () => {
       for (const field of fields) {
         const before = await counts();
         const started = Date.now();
-        const res = await fetch(base + path, { method, headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ ...valid, [field]: huge }) });
+        const res = await fetch(base + path, {
+          method,
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify({ ...valid, [field]: huge }),
+        });
         const ms = Date.now() - started;
         const json = (await res.json()) as { error?: { details?: { field?: string } } };
-        expect({ method, path, field, status: res.status >= 400 && res.status < 500, named: json.error?.details?.field }).toEqual({ method, path, field, status: true, named: field });
+        expect({ method, path, field, status: res.status >= 400 && res.status < 500, named: json.error?.details?.field }).toEqual({
+          method,
+          path,
+          field,
+          status: true,
+          named: field,
+        });
         expect({ field, fast: ms < 1_000 }).toEqual({ field, fast: true });
         expect(await counts()).toEqual(before);
         cases++;

@@ -4,9 +4,9 @@
 import { serveUpstream, type UpstreamServer } from "../../fixtures/upstream-server";
 import type { Sluice } from "../../runtime";
 import { http as call, startEmbedded, waitFor } from "../support/env";
+import { isFinished } from "../../fixtures/api-client";
 
 const MINUTE_MS = 200;
-const FINISHED = ["succeeded", "failed", "cancelled"];
 
 interface QuarterSummary {
   quarter: number;
@@ -21,16 +21,25 @@ describe("id-tasks (embedded, short minutes)", () => {
   let api = "";
   const task = async (id: number) => (await call(api, "GET", `/api/id-tasks/${id}`)).body;
   const finished = (id: number, timeoutMs = 60_000) =>
-    waitFor(async () => {
-      const t = await task(id);
-      return FINISHED.includes(t.status) ? t : undefined;
-    }, timeoutMs, `id-task ${id} to finish`);
+    waitFor(
+      async () => {
+        const t = await task(id);
+        return isFinished(t.status) ? t : undefined;
+      },
+      timeoutMs,
+      `id-task ${id} to finish`,
+    );
   const quarters: QuarterSummary[] = [];
   const userCount = async () => (await call(api, "GET", "/api/users?pageSize=1")).body.total as number;
 
   beforeAll(async () => {
     upstream = await serveUpstream();
-    sluice = await startEmbedded({ SCHEDULER_MINUTE_MS: String(MINUTE_MS), UPSTREAM_URL: upstream.url, UPSTREAM_RATE: "500/s", UPSTREAM_MAX_ATTEMPTS: "3" });
+    sluice = await startEmbedded({
+      SCHEDULER_MINUTE_MS: String(MINUTE_MS),
+      UPSTREAM_URL: upstream.url,
+      UPSTREAM_RATE: "500/s",
+      UPSTREAM_MAX_ATTEMPTS: "3",
+    });
     api = sluice.apiUrl!;
     sluice.broker.createService({
       name: "quarterWatcher",
@@ -61,7 +70,13 @@ describe("id-tasks (embedded, short minutes)", () => {
 
     const hitsBefore = upstream.requests.length;
     const done = await finished(created.body.id);
-    expect(done).toMatchObject({ kind: "id-task", status: "succeeded", progress: { done: 120, total: 120 }, counts: { planned: 0, running: 0, done: 120, failed: 0 }, rpm: 4 });
+    expect(done).toMatchObject({
+      kind: "id-task",
+      status: "succeeded",
+      progress: { done: 120, total: 120 },
+      counts: { planned: 0, running: 0, done: 120, failed: 0 },
+      rpm: 4,
+    });
     expect(upstream.requests.length - hitsBefore).toBe(120);
     const user = (await call(api, "GET", "/api/users?query=" + encodeURIComponent(JSON.stringify({ externalId: 1001 })))).body.rows[0];
     expect(user).toMatchObject({ externalId: 1001, name: "user 1001", email: "u1001@example.org" });
@@ -94,10 +109,20 @@ describe("id-tasks (embedded, short minutes)", () => {
       const before = upstream.requests.length;
       const { body } = await call(api, "POST", "/api/id-tasks", { ids: [9001, 9002, 9003], rpm: 10 });
       const done = await finished(body.id);
-      expect(done).toMatchObject({ status: "failed", error: "3 of 3 ids failed", counts: { done: 0, failed: 3 }, progress: { done: 3, total: 3 } });
+      expect(done).toMatchObject({
+        status: "failed",
+        error: "3 of 3 ids failed",
+        counts: { done: 0, failed: 3 },
+        progress: { done: 3, total: 3 },
+      });
       expect(upstream.requests.length - before).toBe(9);
       const slots = (await call(api, "GET", `/api/id-tasks/${body.id}/slots`)).body.items;
-      expect(slots.every((s: { state: string; attempts: number; error: string }) => s.state === "failed" && s.attempts === 1 && /HTTP 500 \(after 3 attempts\)/.test(s.error))).toBe(true);
+      expect(
+        slots.every(
+          (s: { state: string; attempts: number; error: string }) =>
+            s.state === "failed" && s.attempts === 1 && /HTTP 500 \(after 3 attempts\)/.test(s.error),
+        ),
+      ).toBe(true);
     } finally {
       upstream.down = false;
     }
@@ -129,7 +154,10 @@ describe("id-tasks (embedded, short minutes)", () => {
     const users = await userCount();
     const made = await call(api, "POST", "/users", { externalId: 424242, name: "Ada" });
     expect(made.status).toBe(200);
-    expect((await call(api, "PATCH", `/api/users/${made.body.id}`, { email: "ada@example.org" })).body).toMatchObject({ externalId: 424242, email: "ada@example.org" });
+    expect((await call(api, "PATCH", `/api/users/${made.body.id}`, { email: "ada@example.org" })).body).toMatchObject({
+      externalId: 424242,
+      email: "ada@example.org",
+    });
     const dup = await call(api, "POST", "/api/users", { externalId: 424242 });
     expect(dup.status).toBe(409);
     expect((await call(api, "POST", "/api/users", { externalId: -1 })).status).toBe(422);

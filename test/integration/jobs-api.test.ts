@@ -3,9 +3,9 @@
 // pending job and stops at random points run on a real Postgres (jobs-postgres.test.ts).
 import type { Sluice } from "../../runtime";
 import { http, startEmbedded, waitFor } from "../support/env";
+import { isFinished } from "../../fixtures/api-client";
 
 const TOKEN = "a-test-token-of-16+";
-const FINISHED = ["succeeded", "failed", "cancelled"];
 
 describe("bulk-insert jobs (embedded)", () => {
   let sluice: Sluice;
@@ -15,10 +15,14 @@ describe("bulk-insert jobs (embedded)", () => {
   const count = async () => (await http(api, "GET", "/api/rows/count", undefined, auth)).body.count as number;
   const jobTotal = async () => (await http(api, "GET", "/api/jobs", undefined, auth)).body.total as number;
   const finished = (id: number) =>
-    waitFor(async () => {
-      const j = (await http(api, "GET", `/api/jobs/${id}`, undefined, auth)).body;
-      return FINISHED.includes(j.status) ? j : undefined;
-    }, 60_000, `job ${id} to finish`);
+    waitFor(
+      async () => {
+        const j = (await http(api, "GET", `/api/jobs/${id}`, undefined, auth)).body;
+        return isFinished(j.status) ? j : undefined;
+      },
+      60_000,
+      `job ${id} to finish`,
+    );
 
   beforeAll(async () => {
     // Small batches: several progress events even for small jobs.
@@ -42,7 +46,14 @@ describe("bulk-insert jobs (embedded)", () => {
     expect(created.status).toBe(202);
     expect(created.headers.get("location")).toBe(`/api/jobs/${created.body.id}`);
     const job = await finished(created.body.id);
-    expect(job).toMatchObject({ kind: "insert", status: "succeeded", attempts: 1, error: null, progress: { done: 20_000, total: 20_000 }, params: { rows: 20_000 } });
+    expect(job).toMatchObject({
+      kind: "insert",
+      status: "succeeded",
+      attempts: 1,
+      error: null,
+      progress: { done: 20_000, total: 20_000 },
+      params: { rows: 20_000 },
+    });
     expect(job.throughput).toBeGreaterThan(0);
     expect(job.nodeId).toBe(sluice.broker.nodeID);
     expect(new Date(job.finishedAt).getTime()).toBeGreaterThanOrEqual(new Date(job.startedAt).getTime());
@@ -61,10 +72,14 @@ describe("bulk-insert jobs (embedded)", () => {
     const before = await count();
     const running = (await http(api, "POST", "/api/inserts", { rows: 2_000_000 }, auth)).body.id as number;
     // Read from the runner: the job's transaction holds PGlite's one session until it ends.
-    const live = await waitFor(async () => {
-      const j = (await http(api, "GET", `/api/jobs/${running}`, undefined, auth)).body;
-      return j.status === "running" && j.progress.done > 0 ? j : undefined;
-    }, 10_000, "the job to make progress");
+    const live = await waitFor(
+      async () => {
+        const j = (await http(api, "GET", `/api/jobs/${running}`, undefined, auth)).body;
+        return j.status === "running" && j.progress.done > 0 ? j : undefined;
+      },
+      10_000,
+      "the job to make progress",
+    );
     expect(live).toMatchObject({ attempts: 1, nodeId: sluice.broker.nodeID, progress: { total: 2_000_000 } });
 
     const stopped = await http(api, "POST", `/api/jobs/${running}/stop`, undefined, auth);

@@ -3,8 +3,7 @@
 import pg from "pg";
 import type { Sluice } from "../../runtime";
 import { createTestDatabase, describeWithServers, http, startEmbedded, waitFor } from "../support/env";
-
-const FINISHED = ["succeeded", "failed", "cancelled"];
+import { isFinished } from "../../fixtures/api-client";
 
 describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -15,10 +14,14 @@ describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
   const count = async () => (await direct.query<{ n: number }>("SELECT count(*)::int AS n FROM rows")).rows[0]!.n;
   const job = async (id: number) => (await http(api, "GET", `/api/jobs/${id}`)).body;
   const finished = (id: number, timeoutMs = 60_000) =>
-    waitFor(async () => {
-      const j = await job(id);
-      return FINISHED.includes(j.status) ? j : undefined;
-    }, timeoutMs, `job ${id} to finish`);
+    waitFor(
+      async () => {
+        const j = await job(id);
+        return isFinished(j.status) ? j : undefined;
+      },
+      timeoutMs,
+      `job ${id} to finish`,
+    );
 
   beforeAll(async () => {
     db = await createTestDatabase();

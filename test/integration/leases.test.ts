@@ -22,7 +22,10 @@ describe("lease scripts", () => {
     ["release-leases-2", "20f7fc1667473abb3d801a7e5191ec40821a6598"],
     ["reclaim-leases-3", "17f266c98ba258e019df904205e2a44267ac8b06"],
   ])("%s.lua is pinned", (name, sha) => {
-    const actual = crypto.createHash("sha1").update(fs.readFileSync(path.join(LUA_DIR, `${name}.lua`))).digest("hex");
+    const actual = crypto
+      .createHash("sha1")
+      .update(fs.readFileSync(path.join(LUA_DIR, `${name}.lua`)))
+      .digest("hex");
     expect(LEASE_SCRIPTS).toContain(name);
     expect(actual).toBe(sha);
   });
@@ -136,10 +139,14 @@ describeWithServers(["REDIS_URL"], "leases on Redis", () => {
     // The first check ran on a slot taken over from the dead holder; then its slots came back.
     expect(checks[0]).toBe(true);
     // The check's own slot goes back a moment after its connection closed.
-    const snap = await waitFor(async () => {
-      const s = await store.snapshot("conn5");
-      return s.leases.length === 1 ? s : undefined;
-    }, 2_000, "the check's slot to go back");
+    const snap = await waitFor(
+      async () => {
+        const s = await store.snapshot("conn5");
+        return s.leases.length === 1 ? s : undefined;
+      },
+      2_000,
+      "the check's slot to go back",
+    );
     expect(snap.leases.map((l) => l.holder)).toEqual(["sluice:a:000005"]);
     expect(snap.reclaimed).toBe(2);
     release();
@@ -147,7 +154,11 @@ describeWithServers(["REDIS_URL"], "leases on Redis", () => {
 
   it("a holder still in the cluster is checked through a pooled connection, never taken over", async () => {
     const checks: boolean[] = [];
-    const spec: LimitSpec = { maxConcurrent: 2, rate: null, checked: { absent: () => false, gone: async (_h, own) => (checks.push(own), []) } };
+    const spec: LimitSpec = {
+      maxConcurrent: 2,
+      rate: null,
+      checked: { absent: () => false, gone: async (_h, own) => (checks.push(own), []) },
+    };
     const a = await hub("sluice:a:000008");
     const mine = await a.hold("conn8", spec);
     await dead("conn8", "sluice:cut:000008", 1, 2);

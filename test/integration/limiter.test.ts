@@ -47,15 +47,24 @@ describe.each(backends)("limiter on %s", (_name, redisUrl) => {
           resolve();
         }, 10);
       });
-    await Promise.all(Array.from({ length: 60 }, (_, i) => nodes[i % nodes.length]!.limiter("conc", { maxConcurrent: 3, rate: null }).schedule(work)));
+    await Promise.all(
+      Array.from({ length: 60 }, (_, i) => nodes[i % nodes.length]!.limiter("conc", { maxConcurrent: 3, rate: null }).schedule(work)),
+    );
     expect(peak).toBe(3);
-    expect(nodes[0]!.limiter("conc", { maxConcurrent: 3, rate: null }).stats()).toMatchObject({ clustered: redisUrl !== null, fallback: false });
+    expect(nodes[0]!.limiter("conc", { maxConcurrent: 3, rate: null }).stats()).toMatchObject({
+      clustered: redisUrl !== null,
+      fallback: false,
+    });
   });
 
   it("holds a rate written as Celery writes it: never more starts in any second, at >= 85% of it", async () => {
     const starts: number[] = [];
     const spec = { maxConcurrent: null, rate: { count: 20, perMs: 1000 } };
-    await Promise.all(Array.from({ length: 50 }, (_, i) => nodes[i % nodes.length]!.limiter("rate", spec).schedule(async () => void starts.push(Date.now()))));
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        nodes[i % nodes.length]!.limiter("rate", spec).schedule(async () => void starts.push(Date.now())),
+      ),
+    );
     starts.sort((a, b) => a - b);
     let maxInWindow = 0;
     for (let i = 0, j = 0; i < starts.length; i++) {
@@ -85,7 +94,10 @@ describe.each(backends)("limiter on %s", (_name, redisUrl) => {
     for (const n of nodes) await n.update("slots", { maxConcurrent: 1 });
     const one = await nodes[0]!.hold("slots", spec);
     let two = false;
-    const next = nodes.at(-1)!.hold("slots", spec).then((release) => ((two = true), release));
+    const next = nodes
+      .at(-1)!
+      .hold("slots", spec)
+      .then((release) => ((two = true), release));
     await new Promise((r) => setTimeout(r, 300));
     expect(two).toBe(false);
     one();

@@ -13,7 +13,19 @@ async function tables(url: string): Promise<string[]> {
   return rows.map((r) => r.t);
 }
 
-const EXPECTED_TABLES = ["calendar", "crawl_urls", "crawls", "dispatched_minutes", "id_task_slots", "id_tasks", "jobs", "pages", "rows", "sluice_migrations", "users"];
+const EXPECTED_TABLES = [
+  "calendar",
+  "crawl_urls",
+  "crawls",
+  "dispatched_minutes",
+  "id_task_slots",
+  "id_tasks",
+  "jobs",
+  "pages",
+  "rows",
+  "sluice_migrations",
+  "users",
+];
 const MIGRATIONS = ["0001_init.sql", "0002_frontier_attempts.sql", "0003_rows.sql", "0004_crawl_jobs.sql", "0005_id_tasks.sql"];
 
 describeWithServers(["DATABASE_URL"], "migrations on PostgreSQL", () => {

@@ -27,11 +27,20 @@ describeWithServers(["NATS_URL"], "NATS channels: nodes that start together", ()
         nodeID,
         namespace,
         logger: false,
-        middlewares: [channelsMiddleware(new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" }, consumerOptions: { config: { deliver_policy: "all" } } }, maxRetries: CHANNEL_MAX_RETRIES }))],
+        middlewares: [
+          channelsMiddleware(
+            new NatsChannelAdapter({
+              nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" }, consumerOptions: { config: { deliver_policy: "all" } } },
+              maxRetries: CHANNEL_MAX_RETRIES,
+            }),
+          ),
+        ],
       });
       broker.createService({
         name: "worker",
-        channels: { "sluice.race": { group: "workers", handler: async (msg: { n: number }) => void received.push({ node: nodeID, n: msg.n }) } },
+        channels: {
+          "sluice.race": { group: "workers", handler: async (msg: { n: number }) => void received.push({ node: nodeID, n: msg.n }) },
+        },
       });
       brokers.push(broker);
     }
@@ -47,12 +56,29 @@ describeWithServers(["NATS_URL"], "NATS channels: nodes that start together", ()
 
   it("keeps what is sent before any subscriber exists, without an error", async () => {
     const fresh = uniqueNamespace();
-    const adapter = () => new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" }, consumerOptions: { config: { deliver_policy: "all" } } }, maxRetries: CHANNEL_MAX_RETRIES });
+    const adapter = () =>
+      new NatsChannelAdapter({
+        nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" }, consumerOptions: { config: { deliver_policy: "all" } } },
+        maxRetries: CHANNEL_MAX_RETRIES,
+      });
     const errors = jest.spyOn(console, "error");
-    const sender = new ServiceBroker({ nodeID: `${fresh}-sender`, namespace: fresh, logLevel: "error", middlewares: [channelsMiddleware(adapter())] });
+    const sender = new ServiceBroker({
+      nodeID: `${fresh}-sender`,
+      namespace: fresh,
+      logLevel: "error",
+      middlewares: [channelsMiddleware(adapter())],
+    });
     const got: number[] = [];
-    const worker = new ServiceBroker({ nodeID: `${fresh}-worker`, namespace: fresh, logLevel: "error", middlewares: [channelsMiddleware(adapter())] });
-    worker.createService({ name: "late", channels: { "sluice.early": { group: "late", handler: async (msg: { n: number }) => void got.push(msg.n) } } });
+    const worker = new ServiceBroker({
+      nodeID: `${fresh}-worker`,
+      namespace: fresh,
+      logLevel: "error",
+      middlewares: [channelsMiddleware(adapter())],
+    });
+    worker.createService({
+      name: "late",
+      channels: { "sluice.early": { group: "late", handler: async (msg: { n: number }) => void got.push(msg.n) } },
+    });
     try {
       await sender.start();
       for (let n = 0; n < 5; n++) await sender.sendToChannel("sluice.early", { n });
@@ -69,7 +95,12 @@ describeWithServers(["NATS_URL"], "NATS channels: nodes that start together", ()
 
   it("makes the stream again after it was lost: one publish fails, the next succeeds", async () => {
     const fresh = uniqueNamespace();
-    const sender = new ServiceBroker({ nodeID: `${fresh}-sender`, namespace: fresh, logger: false, middlewares: [channelsMiddleware(new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" } } }))] });
+    const sender = new ServiceBroker({
+      nodeID: `${fresh}-sender`,
+      namespace: fresh,
+      logger: false,
+      middlewares: [channelsMiddleware(new NatsChannelAdapter({ nats: { url: NATS_URL!, streamConfig: { retention: "workqueue" } } }))],
+    });
     try {
       await sender.start();
       await sender.sendToChannel("sluice.lost", { n: 1 });

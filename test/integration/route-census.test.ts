@@ -23,7 +23,9 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
 
   /** How often each action other than the gateway's own has run. */
   const calls = (): Record<string, number> => {
-    const metric = sluice.broker.metrics.getMetric("moleculer.request.total") as unknown as { snapshot(): { labels: { action: string }; value: number }[] } | null;
+    const metric = sluice.broker.metrics.getMetric("moleculer.request.total") as unknown as {
+      snapshot(): { labels: { action: string }; value: number }[];
+    } | null;
     const out: Record<string, number> = {};
     for (const item of metric?.snapshot() ?? []) {
       if (item.labels.action !== "api.rest") out[item.labels.action] = (out[item.labels.action] ?? 0) + item.value;
@@ -36,14 +38,24 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
   beforeAll(async () => {
     sluice = await startEmbedded({ API_TOKEN: WRITE, API_READ_TOKEN: READ, API_CORS_ORIGINS: ORIGIN });
     base = sluice.apiUrl!;
-    aliases = (sluice.broker.getLocalService("api") as unknown as { aliases: Alias[] }).aliases.map((a) => ({ method: a.method, fullPath: a.fullPath, action: a.action }));
+    aliases = (sluice.broker.getLocalService("api") as unknown as { aliases: Alias[] }).aliases.map((a) => ({
+      method: a.method,
+      fullPath: a.fullPath,
+      action: a.action,
+    }));
   });
   afterAll(() => sluice?.stop());
 
   it("finds every alias, and every one has an access class", () => {
     expect(aliases.length).toBeGreaterThanOrEqual(40);
-    for (const a of aliases) expect([a.action, ACTION_ACCESS[a.action]]).toEqual([a.action, expect.stringMatching(/^(public|read|write)$/)]);
-    expect(aliases.filter((a) => ACTION_ACCESS[a.action] === "public").map((a) => a.fullPath).sort()).toEqual(["/api/health", "/api/ready"]);
+    for (const a of aliases)
+      expect([a.action, ACTION_ACCESS[a.action]]).toEqual([a.action, expect.stringMatching(/^(public|read|write)$/)]);
+    expect(
+      aliases
+        .filter((a) => ACTION_ACCESS[a.action] === "public")
+        .map((a) => a.fullPath)
+        .sort(),
+    ).toEqual(["/api/health", "/api/ready"]);
   });
 
   it("refuses every non-public route to callers who may not use it, by any method or spelling, without running it", async () => {
@@ -51,13 +63,19 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
     for (const a of aliases.filter((x) => ACTION_ACCESS[x.action] !== "public")) {
       const path = concrete(a.fullPath);
       // A spelling the router does not resolve ("//api/...") is a 404 for GET and needs a token otherwise.
-      const spellings: [string, number[]][] = [[path, [401]], [`${path}/`, [401]], [`${path}?x=1`, [401]], [path.replace(/^\//, "//"), [401, 404]]];
+      const spellings: [string, number[]][] = [
+        [path, [401]],
+        [`${path}/`, [401]],
+        [`${path}?x=1`, [401]],
+        [path.replace(/^\//, "//"), [401, 404]],
+      ];
       const attempts: [string, string, Record<string, string>, number[]][] = [];
       for (const [p, refused] of spellings) {
         attempts.push([a.method, p, {}, refused]);
         attempts.push([a.method, p, { authorization: "Bearer wrong-token-0123456789abcdef" }, refused]);
         attempts.push([a.method, p, { authorization: `Basic ${WRITE}` }, refused]);
-        if (ACTION_ACCESS[a.action] === "write") attempts.push([a.method, p, { authorization: `Bearer ${READ}` }, [403, ...refused.slice(1)]]);
+        if (ACTION_ACCESS[a.action] === "write")
+          attempts.push([a.method, p, { authorization: `Bearer ${READ}` }, [403, ...refused.slice(1)]]);
       }
       // OPTIONS never runs an action: a preflight from a listed origin gets 204, anything else 405.
       attempts.push(["OPTIONS", path, { "access-control-request-method": a.method }, [405]]);
@@ -73,12 +91,21 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
       for (const [method, p, headers, statuses] of attempts) {
         const before = calls();
         const body = ["POST", "PUT", "PATCH"].includes(method) ? "{}" : undefined;
-        const res = await fetch(base + p, { method, headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) }, body });
+        const res = await fetch(base + p, {
+          method,
+          headers: { ...headers, ...(body ? { "content-type": "application/json" } : {}) },
+          body,
+        });
         if (method !== "HEAD" && res.status !== 204) {
           const json = (await res.json()) as { error?: { code?: string } };
           expect(json.error?.code).toEqual(expect.any(String));
         }
-        expect({ method, p, headers, status: res.status }).toEqual({ method, p, headers, status: statuses.includes(res.status) ? res.status : statuses[0] });
+        expect({ method, p, headers, status: res.status }).toEqual({
+          method,
+          p,
+          headers,
+          status: statuses.includes(res.status) ? res.status : statuses[0],
+        });
         expect({ method, p, headers, calls: calls() }).toEqual({ method, p, headers, calls: before });
         tried++;
       }
@@ -89,18 +116,29 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
 
   it("refuses a body from a caller without a token before reading it", async () => {
     const before = calls();
-    const malformed = await fetch(`${base}/api/id-tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from("{not json") });
+    const malformed = await fetch(`${base}/api/id-tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: Buffer.from("{not json"),
+    });
     expect(malformed.status).toBe(401);
     // 15 MB that would take a while to parse: refused at once, unread.
     const started = Date.now();
-    const big = await fetch(`${base}/api/id-tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: Buffer.from(`{"ids":[${"1,".repeat(7_500_000)}1]}`) });
+    const big = await fetch(`${base}/api/id-tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: Buffer.from(`{"ids":[${"1,".repeat(7_500_000)}1]}`),
+    });
     expect(big.status).toBe(401);
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(calls()).toEqual(before);
   });
 
   it("answers a CORS preflight from a listed origin with its headers, and tags its responses", async () => {
-    const pre = await fetch(`${base}/api/crawls`, { method: "OPTIONS", headers: { origin: ORIGIN, "access-control-request-method": "POST" } });
+    const pre = await fetch(`${base}/api/crawls`, {
+      method: "OPTIONS",
+      headers: { origin: ORIGIN, "access-control-request-method": "POST" },
+    });
     expect(pre.status).toBe(204);
     expect(pre.headers.get("access-control-allow-origin")).toBe(ORIGIN);
     expect(pre.headers.get("access-control-allow-methods")).toBe("POST");

@@ -13,7 +13,9 @@ describe("throttle API (embedded)", () => {
     host = new URL(site.url).host;
     sluice = await startEmbedded({ CRAWL_HOST_CONCURRENCY: "3", CRAWL_HOST_RATE: "100/s" });
     const created = await http(sluice.apiUrl!, "POST", "/api/crawls", { url: `${site.url}/` });
-    await waitFor(async () => ((await http(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`)).body.status === "succeeded" ? true : undefined));
+    await waitFor(async () =>
+      (await http(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`)).body.status === "succeeded" ? true : undefined,
+    );
   });
   afterAll(async () => {
     await sluice?.stop();
@@ -29,7 +31,15 @@ describe("throttle API (embedded)", () => {
     expect(node.db).toMatchObject({ resource: "db", budget: 10, limit: 1, running: expect.any(Number), rejected: 0 });
     expect(node.db.acquired).toBeGreaterThan(40);
     const fetch = node.limiters.find((l: { resource: string }) => l.resource === `fetch:${host}`);
-    expect(fetch).toMatchObject({ maxConcurrent: 3, rate: { count: 100, perMs: 1000 }, minTimeMs: 11, clustered: false, fallback: false, running: 0, queued: 0 });
+    expect(fetch).toMatchObject({
+      maxConcurrent: 3,
+      rate: { count: 100, perMs: 1000 },
+      minTimeMs: 11,
+      clustered: false,
+      fallback: false,
+      running: 0,
+      queued: 0,
+    });
     // One limiter job per fetch: robots.txt and the 38 URLs requested (of 40, one is
     // robots-disallowed); the redirect's second hop rides on its job.
     expect(fetch.done).toBe(site.requests.length - 1);
@@ -63,7 +73,10 @@ describe("throttle API (embedded)", () => {
       expect(res.body.error.details.field).toBe(field);
     }
     const { body } = await http(sluice.apiUrl!, "GET", "/api/throttle");
-    expect(body.nodes[0].limiters.find((x: { resource: string }) => x.resource === `fetch:${host}`)).toMatchObject({ maxConcurrent: 2, minTimeMs: 220 });
+    expect(body.nodes[0].limiters.find((x: { resource: string }) => x.resource === `fetch:${host}`)).toMatchObject({
+      maxConcurrent: 2,
+      minTimeMs: 220,
+    });
   });
 });
 

@@ -65,7 +65,10 @@ describe("fetchProfile caps the body it reads", () => {
       res.setHeader("content-length", String(MAX_UPSTREAM_BODY_BYTES + 1));
       res.end(jsonOfSize(MAX_UPSTREAM_BODY_BYTES + 1));
     };
-    expect(await fetchProfile(`${base}/users/1`, 5_000)).toEqual({ kind: "failed", error: `the upstream's answer is over ${MAX_UPSTREAM_BODY_BYTES} bytes` });
+    expect(await fetchProfile(`${base}/users/1`, 5_000)).toEqual({
+      kind: "failed",
+      error: `the upstream's answer is over ${MAX_UPSTREAM_BODY_BYTES} bytes`,
+    });
   });
 
   it("one byte over, chunked (no Content-Length) → failed", async () => {
@@ -95,10 +98,16 @@ describe("fetchProfile caps the body it reads", () => {
     expect(streamed).toBeLessThan(64 * 1024 * 1024);
   });
 
-  it.each(['{"name":"a\\u0000b"}', '{"name":"\\ud800"}', '{"k\\u0000":1}'])("a profile the database cannot store (%s) → failed", async (body) => {
-    handler = (_req, res) => res.end(body);
-    expect(await fetchProfile(`${base}/users/1`, 5_000)).toMatchObject({ kind: "failed", error: expect.stringContaining("cannot store") });
-  });
+  it.each(['{"name":"a\\u0000b"}', '{"name":"\\ud800"}', '{"k\\u0000":1}'])(
+    "a profile the database cannot store (%s) → failed",
+    async (body) => {
+      handler = (_req, res) => res.end(body);
+      expect(await fetchProfile(`${base}/users/1`, 5_000)).toMatchObject({
+        kind: "failed",
+        error: expect.stringContaining("cannot store"),
+      });
+    },
+  );
 
   it("JSON nested deeper than a profile can be stored → failed", async () => {
     handler = (_req, res) => res.end(`{"a":${"[".repeat(10_000)}${"]".repeat(10_000)}}`);

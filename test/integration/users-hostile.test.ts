@@ -60,7 +60,14 @@ async function expectRefused(req: Hostile, budgetMs = REFUSAL_BUDGET_MS): Promis
 
 const q = (s: string) => encodeURIComponent(s);
 const get = (path: string, field: string): Hostile => ({ method: "GET", path, field });
-const post = (body: unknown, field: string | RegExp, status?: number, code?: string): Hostile => ({ method: "POST", path: "/api/users", body, field, status, code });
+const post = (body: unknown, field: string | RegExp, status?: number, code?: string): Hostile => ({
+  method: "POST",
+  path: "/api/users",
+  body,
+  field,
+  status,
+  code,
+});
 
 beforeAll(async () => {
   sluice = await startEmbedded();
@@ -186,7 +193,10 @@ describe("create and update bodies: 422 naming the field, fast at any size", () 
   });
 
   it("a 1 MB email through PATCH → 422 email, well under a second", async () => {
-    await expectRefused({ method: "PATCH", path: `/api/users/${first.id}`, body: { email: `${"@".repeat(MB)}.x` }, field: "email" }, BIG_BUDGET_MS);
+    await expectRefused(
+      { method: "PATCH", path: `/api/users/${first.id}`, body: { email: `${"@".repeat(MB)}.x` }, field: "email" },
+      BIG_BUDGET_MS,
+    );
   });
 
   it("8,000 characters that make fastest-validator's email pattern backtrack (~30 s) → 422 at once", async () => {
@@ -240,17 +250,26 @@ describe("unique externalId → 409 naming it", () => {
   });
 
   it("PUT giving one user another's externalId, and the user is unchanged", async () => {
-    await expectRefused({ method: "PUT", path: `/api/users/${second.id}`, body: { externalId: first.externalId }, field: "externalId", status: 409, code: "CONFLICT" });
+    await expectRefused({
+      method: "PUT",
+      path: `/api/users/${second.id}`,
+      body: { externalId: first.externalId },
+      field: "externalId",
+      status: 409,
+      code: "CONFLICT",
+    });
     expect((await http(base, "GET", `/api/users/${second.id}`)).body).toMatchObject({ externalId: second.externalId });
   });
 });
 
 describe("what the checks let through still works", () => {
   it("the service has only its four checked actions: moleculer-db's find, count, insert and remove do not exist", () => {
-    const actions = sluice.broker.registry.getActionList({}).map((a: { name: string }) => a.name).filter((n: string) => n.startsWith("users."));
+    const actions = sluice.broker.registry
+      .getActionList({})
+      .map((a: { name: string }) => a.name)
+      .filter((n: string) => n.startsWith("users."));
     expect(actions.sort()).toEqual(["users.create", "users.get", "users.list", "users.update"]);
   });
-
 
   it("sort, search (its % taken literally), query and paging", async () => {
     const sorted = await http(base, "GET", "/api/users?sort=-externalId&pageSize=1");

@@ -1,6 +1,14 @@
 // The adaptive rate against a simulated upstream with a hidden limit (fixed one-second windows,
 // 429 with Retry-After above the limit), in simulated time.
-import { initialState, onSuccess, onThrottle, retryAfterMs, spacingMs, type AdaptiveBounds, type AdaptiveState } from "../../lib/throttle/adaptive-rate";
+import {
+  initialState,
+  onSuccess,
+  onThrottle,
+  retryAfterMs,
+  spacingMs,
+  type AdaptiveBounds,
+  type AdaptiveState,
+} from "../../lib/throttle/adaptive-rate";
 
 const BOUNDS: AdaptiveBounds = { minRate: 0.5, maxRate: 10_000 };
 

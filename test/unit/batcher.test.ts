@@ -6,7 +6,10 @@ describe("Batcher", () => {
     const b = new Batcher<number>({ maxSize: 3, maxWaitMs: 20, flush: async (items) => void batches.push(items) });
     const done = Promise.all([1, 2, 3, 4, 5].map((n) => b.add(n)));
     await done;
-    expect(batches).toEqual([[1, 2, 3], [4, 5]]);
+    expect(batches).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
   });
 
   it("settles add() only after its batch is flushed, and rejects every item of a failed batch", async () => {

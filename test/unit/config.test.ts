@@ -109,14 +109,20 @@ describe("loadConfig: CRAWL_ALLOW_HOSTS", () => {
     "*.intranet.local",
     "intra net",
   ])("a malformed entry (%s) fails at boot naming CRAWL_ALLOW_HOSTS", (entry) => {
-    expect(() => allow(`localhost,${entry}`)).toThrow(new RegExp(`^CRAWL_ALLOW_HOSTS: .*"${entry.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"`));
+    expect(() => allow(`localhost,${entry}`)).toThrow(
+      new RegExp(`^CRAWL_ALLOW_HOSTS: .*"${entry.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}"`),
+    );
   });
 });
 
 describe("loadConfig: the scheduler's settings", () => {
   it("reads the minute, the upstream and its rate", () => {
     const c = loadConfig({ SCHEDULER_MINUTE_MS: "200", UPSTREAM_URL: "http://127.0.0.1:9/users/{id}", UPSTREAM_RATE: "5/s" });
-    expect(c.scheduler).toMatchObject({ minuteMs: 200, upstreamUrl: "http://127.0.0.1:9/users/{id}", upstreamRate: { count: 5, perMs: 1000 } });
+    expect(c.scheduler).toMatchObject({
+      minuteMs: 200,
+      upstreamUrl: "http://127.0.0.1:9/users/{id}",
+      upstreamRate: { count: 5, perMs: 1000 },
+    });
     expect(loadConfig({ UPSTREAM_RATE: "auto" }).scheduler.upstreamRate).toBe("auto");
     expect(loadConfig({}).scheduler).toMatchObject({ minuteMs: 60_000, upstreamUrl: null, upstreamRate: null });
   });

@@ -29,8 +29,16 @@ const MODELS: Record<string, { model: new (data: any) => { validate(): void }; m
   "v1/Secret": { model: Secret, module: "kubernetes-models/v1/Secret", type: "ISecret" },
   "v1/Service": { model: Service, module: "kubernetes-models/v1/Service", type: "IService" },
   "apps/v1/Deployment": { model: Deployment, module: "kubernetes-models/apps/v1/Deployment", type: "IDeployment" },
-  "policy/v1/PodDisruptionBudget": { model: PodDisruptionBudget, module: "kubernetes-models/policy/v1/PodDisruptionBudget", type: "IPodDisruptionBudget" },
-  "autoscaling/v2/HorizontalPodAutoscaler": { model: HorizontalPodAutoscaler, module: "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler", type: "IHorizontalPodAutoscaler" },
+  "policy/v1/PodDisruptionBudget": {
+    model: PodDisruptionBudget,
+    module: "kubernetes-models/policy/v1/PodDisruptionBudget",
+    type: "IPodDisruptionBudget",
+  },
+  "autoscaling/v2/HorizontalPodAutoscaler": {
+    model: HorizontalPodAutoscaler,
+    module: "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler",
+    type: "IHorizontalPodAutoscaler",
+  },
 };
 
 function readYaml(file: string): any[] {
@@ -49,10 +57,19 @@ function typeErrors(objects: K8sObject[]): string[] {
       return `import type { ${type} as T${i} } from "${module}";\nexport const m${i}: T${i} = ${JSON.stringify(o)};`;
     })
     .join("\n");
-  const options: ts.CompilerOptions = { strict: true, noEmit: true, skipLibCheck: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, types: [] };
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    types: [],
+  };
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
-  host.getSourceFile = (name, lang, ...rest) => (name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest));
+  host.getSourceFile = (name, lang, ...rest) =>
+    name === file ? ts.createSourceFile(name, source, lang) : getSourceFile(name, lang, ...rest);
   const fileExists = host.fileExists.bind(host);
   host.fileExists = (name) => name === file || fileExists(name);
   const program = ts.createProgram([file], options, host);
@@ -65,7 +82,8 @@ function documentedVariables(): Set<string> {
   return new Set([...readme.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]!));
 }
 
-const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
+  Object.entries(selector).every(([k, v]) => labels[k] === v);
 
 describe("k8s/", () => {
   const kustomization = parse(fs.readFileSync(path.join(K8S, "kustomization.yaml"), "utf8")) as { resources: string[] };
@@ -96,7 +114,9 @@ describe("k8s/", () => {
     expect(deployments.map((d) => d.metadata.name).sort()).toEqual(ROLES.map((r) => `sluice-${r}`).sort());
     for (const d of deployments) {
       const container = d.spec.template.spec.containers[0];
-      const own: Record<string, string> = Object.fromEntries(container.env.map((e: { name: string; value?: string }) => [e.name, e.value ?? `${d.metadata.name}-pod`]));
+      const own: Record<string, string> = Object.fromEntries(
+        container.env.map((e: { name: string; value?: string }) => [e.name, e.value ?? `${d.metadata.name}-pod`]),
+      );
       const parsed = loadConfig({ ...config, ...secret, ...own });
       expect(parsed.roles).toEqual([d.metadata.name.replace("sluice-", "")]);
       expect(parsed.transporter).not.toBeNull();
@@ -132,14 +152,18 @@ describe("k8s/", () => {
     for (const d of deployments) {
       const labels = d.spec.template.metadata.labels;
       expect(ofKind("PodDisruptionBudget").filter((p) => matches(p.spec.selector.matchLabels, labels))).toHaveLength(1);
-      const hpas = ofKind("HorizontalPodAutoscaler").filter((h) => h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === d.metadata.name);
+      const hpas = ofKind("HorizontalPodAutoscaler").filter(
+        (h) => h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === d.metadata.name,
+      );
       expect(hpas).toHaveLength(1);
       expect(hpas[0]!.spec.metrics.some((m: any) => m.type === "Resource" && m.resource.name === "cpu")).toBe(true);
     }
     const [service] = ofKind("Service");
     const targets = deployments.filter((d) => matches(service!.spec.selector, d.spec.template.metadata.labels));
     expect(targets.map((d) => d.metadata.name)).toEqual(["sluice-api"]);
-    expect(targets[0]!.spec.template.spec.containers[0].ports.map((p: { name: string }) => p.name)).toContain(service!.spec.ports[0].targetPort);
+    expect(targets[0]!.spec.template.spec.containers[0].ports.map((p: { name: string }) => p.name)).toContain(
+      service!.spec.ports[0].targetPort,
+    );
   });
 
   it("scales crawlers and ingestors on the queues Sluice reports", () => {

@@ -19,19 +19,31 @@ function expectNoLeak(body: unknown): void {
 describe("toHttpError: constraint violations → 409", () => {
   it.each<[string, unknown]>([
     ["a fake { name: SequelizeUniqueConstraintError }", { name: "SequelizeUniqueConstraintError", message: "Validation error" }],
-    ["a fake { parent: { code: 23505 } }", { name: "SequelizeDatabaseError", message: 'duplicate key value violates unique constraint "pages_url_key"', parent: { code: "23505" } }],
-    ["a real Sequelize UniqueConstraintError", new UniqueConstraintError({ parent: pgError("23505", 'duplicate key value violates unique constraint "pages_url_key"') as never })],
+    [
+      "a fake { parent: { code: 23505 } }",
+      {
+        name: "SequelizeDatabaseError",
+        message: 'duplicate key value violates unique constraint "pages_url_key"',
+        parent: { code: "23505" },
+      },
+    ],
+    [
+      "a real Sequelize UniqueConstraintError",
+      new UniqueConstraintError({ parent: pgError("23505", 'duplicate key value violates unique constraint "pages_url_key"') }),
+    ],
   ])("%s", (_title, err) => {
     const { status, body } = toHttpError(err);
     expect(status).toBe(409);
-    expect(body).toEqual({ error: { code: "CONFLICT", message: "a record with that unique value already exists", details: { sqlstate: "23505" } } });
+    expect(body).toEqual({
+      error: { code: "CONFLICT", message: "a record with that unique value already exists", details: { sqlstate: "23505" } },
+    });
     expectNoLeak(body);
   });
 });
 
 /** A pg error as the driver throws it (the message names the value, as Postgres's do). */
 const rawPg = (code: string) => pgError(code, `invalid input value "s3cr3t-value" (${code})`);
-const wrapped = (code: string) => new DatabaseError(rawPg(code) as never);
+const wrapped = (code: string) => new DatabaseError(rawPg(code));
 
 describe("toHttpError: Postgres errors by SQLSTATE class, however they arrive", () => {
   const arrivals: [string, (code: string) => unknown][] = [
@@ -73,9 +85,21 @@ describe("toHttpError: Postgres errors by SQLSTATE class, however they arrive", 
   }
 
   it.each<[string, unknown, string]>([
-    ["a real ForeignKeyConstraintError", new ForeignKeyConstraintError({ parent: pgError("23503", "insert or update violates foreign key") as never }), "23503"],
-    ["a fake { name: SequelizeForeignKeyConstraintError } without a code", { name: "SequelizeForeignKeyConstraintError", message: "x" }, "23503"],
-    ["a fake { name: SequelizeExclusionConstraintError } without a code", { name: "SequelizeExclusionConstraintError", message: "x" }, "23P01"],
+    [
+      "a real ForeignKeyConstraintError",
+      new ForeignKeyConstraintError({ parent: pgError("23503", "insert or update violates foreign key") }),
+      "23503",
+    ],
+    [
+      "a fake { name: SequelizeForeignKeyConstraintError } without a code",
+      { name: "SequelizeForeignKeyConstraintError", message: "x" },
+      "23503",
+    ],
+    [
+      "a fake { name: SequelizeExclusionConstraintError } without a code",
+      { name: "SequelizeExclusionConstraintError", message: "x" },
+      "23P01",
+    ],
   ])("%s → 409", (_title, err, sqlstate) => {
     const { status, body } = toHttpError(err);
     expect(status).toBe(409);
@@ -110,8 +134,18 @@ describe("toHttpError: body-parser errors", () => {
   it.each<[string, object, number, string]>([
     ["entity.parse.failed", { status: 400, type: "entity.parse.failed", message: "Unexpected end of JSON input" }, 400, "MALFORMED_JSON"],
     ["entity.too.large", { status: 413, type: "entity.too.large", message: "request entity too large" }, 413, "PAYLOAD_TOO_LARGE"],
-    ["encoding.unsupported", { status: 415, type: "encoding.unsupported", message: 'unsupported content encoding "br"' }, 415, "UNSUPPORTED_MEDIA_TYPE"],
-    ["charset.unsupported", { status: 415, type: "charset.unsupported", message: 'unsupported charset "KOI8-R"' }, 415, "UNSUPPORTED_MEDIA_TYPE"],
+    [
+      "encoding.unsupported",
+      { status: 415, type: "encoding.unsupported", message: 'unsupported content encoding "br"' },
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    ],
+    [
+      "charset.unsupported",
+      { status: 415, type: "charset.unsupported", message: 'unsupported charset "KOI8-R"' },
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+    ],
   ])("%s", (_type, err, status, code) => {
     const res = toHttpError(err);
     expect(res.status).toBe(status);
@@ -140,10 +174,21 @@ describe("toHttpError: moleculer errors", () => {
   });
 
   it("a $$strict refusal names the first unknown key as the field", () => {
-    const errors = [{ type: "objectStrict", message: "The object '' contains forbidden keys: 'fields, populate'.", expected: "page, pageSize", actual: "fields, populate" }];
+    const errors = [
+      {
+        type: "objectStrict",
+        message: "The object '' contains forbidden keys: 'fields, populate'.",
+        expected: "page, pageSize",
+        actual: "fields, populate",
+      },
+    ];
     const { status, body } = toHttpError(new MoleculerErrors.ValidationError("Parameters validation error!", "VALIDATION_ERROR", errors));
     expect(status).toBe(422);
-    expect(body.error).toMatchObject({ code: "VALIDATION_ERROR", message: "The 'fields' field is not allowed here (nor are 1 more).", details: { field: "fields" } });
+    expect(body.error).toMatchObject({
+      code: "VALIDATION_ERROR",
+      message: "The 'fields' field is not allowed here (nor are 1 more).",
+      details: { field: "fields" },
+    });
   });
 
   it("a validator error echoes no more than a short piece of the value", () => {
@@ -191,7 +236,10 @@ describe("toHttpError: moleculer errors", () => {
   });
 
   it("a client error without a type → its status, code BAD_REQUEST", () => {
-    expect(toHttpError({ code: 418, message: "short and stout" })).toEqual({ status: 418, body: { error: { code: "BAD_REQUEST", message: "short and stout" } } });
+    expect(toHttpError({ code: 418, message: "short and stout" })).toEqual({
+      status: 418,
+      body: { error: { code: "BAD_REQUEST", message: "short and stout" } },
+    });
   });
 });
 
@@ -200,7 +248,13 @@ describe("toHttpError: the project's errors (lib/platform/errors.ts)", () => {
     ["ValidationError", new ValidationError("url", '"x" is not a URL'), 422, "VALIDATION_ERROR", { field: "url" }],
     ["TargetNotAllowedError", new TargetNotAllowedError("10.0.0.1"), 422, "TARGET_NOT_ALLOWED", { field: "url", host: "10.0.0.1" }],
     ["NotFoundError", new NotFoundError("crawl", 7), 404, "NOT_FOUND", { entity: "crawl", id: 7 }],
-    ["ConflictError", new ConflictError("crawl 7 is already succeeded", { id: 7, status: "succeeded" }), 409, "CONFLICT", { id: 7, status: "succeeded" }],
+    [
+      "ConflictError",
+      new ConflictError("crawl 7 is already succeeded", { id: 7, status: "succeeded" }),
+      409,
+      "CONFLICT",
+      { id: 7, status: "succeeded" },
+    ],
     ["UnavailableError", new UnavailableError("database unreachable", { retryInMs: 1000 }), 503, "UNAVAILABLE", { retryInMs: 1000 }],
   ])("%s keeps its status, code and details", (_name, err, status, code, details) => {
     const res = toHttpError(err);
@@ -213,7 +267,7 @@ describe("toHttpError: anything else → 500 INTERNAL_ERROR, with nothing intern
   const internal = { status: 500, body: { error: { code: "INTERNAL_ERROR", message: "internal error" } } };
   it.each<[string, unknown]>([
     ["a plain Error", new Error("Cannot read properties of undefined (reading 'id')")],
-    ["a Sequelize DatabaseError carrying SQL", new DatabaseError(pgError("42601", 'syntax error at or near "SELEC"') as never)],
+    ["a Sequelize DatabaseError carrying SQL", new DatabaseError(pgError("42601", 'syntax error at or near "SELEC"'))],
     ["a server error without a type", { code: 500, message: "SequelizeConnectionError: connect ECONNREFUSED" }],
     ["a status outside HTTP's range", { code: 42, message: "odd" }],
     ["a thrown string", "SequelizeDatabaseError"],

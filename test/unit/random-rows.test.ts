@@ -34,7 +34,7 @@ describe("randomRowBatch", () => {
   it("is reproducible with the same random source", () => {
     const source = () => {
       let s = 7;
-      return () => ((s = (s * 48_271) % 2_147_483_647) / 2_147_483_647);
+      return () => (s = (s * 48_271) % 2_147_483_647) / 2_147_483_647;
     };
     expect(randomRowBatch(20, source())).toEqual(randomRowBatch(20, source()));
   });

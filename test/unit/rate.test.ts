@@ -14,12 +14,9 @@ describe("parseRate", () => {
     expect(parseRate(text)).toEqual(expected);
   });
 
-  it.each(["abc", "10/x", "-1/s", "0/s", "0", "/s", "", "10/", "10/S", "1e3/s", "10/s/s", "Infinity/s", "NaN"])(
-    "rejects %j",
-    (text) => {
-      expect(() => parseRate(text)).toThrow(ValidationError);
-    },
-  );
+  it.each(["abc", "10/x", "-1/s", "0/s", "0", "/s", "", "10/", "10/S", "1e3/s", "10/s/s", "Infinity/s", "NaN"])("rejects %j", (text) => {
+    expect(() => parseRate(text)).toThrow(ValidationError);
+  });
 
   it("names the variable and quotes the bad text with an example", () => {
     let err: unknown;

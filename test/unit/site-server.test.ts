@@ -235,8 +235,7 @@ describe("serveSampleSite", () => {
 
   test("the cycle A → B → C → A exists", async () => {
     const [a, b, c] = SAMPLE_SITE_EXPECTED.cycle;
-    const linksOf = async (p: string): Promise<string[]> =>
-      hrefs((await get(site.url, p)).body).map((h) => pq(new URL(h, site.url + p)));
+    const linksOf = async (p: string): Promise<string[]> => hrefs((await get(site.url, p)).body).map((h) => pq(new URL(h, site.url + p)));
     expect(await linksOf(a)).toContain(b);
     expect(await linksOf(b)).toContain(c);
     expect(await linksOf(c)).toContain(a);
@@ -419,16 +418,13 @@ describe("serveGeneratedSite", () => {
 
     test("huge stops streaming when the client aborts", async () => {
       await new Promise<void>((resolve, reject) => {
-        const req = http.get(
-          { host: "127.0.0.1", port: site.port, path: site.faultPaths.huge, agent: false },
-          (res) => {
-            let n = 0;
-            res.on("data", (c: Buffer) => {
-              n += c.length;
-              if (n > 256 * 1024) req.destroy();
-            });
-          },
-        );
+        const req = http.get({ host: "127.0.0.1", port: site.port, path: site.faultPaths.huge, agent: false }, (res) => {
+          let n = 0;
+          res.on("data", (c: Buffer) => {
+            n += c.length;
+            if (n > 256 * 1024) req.destroy();
+          });
+        });
         req.on("error", () => undefined);
         req.on("close", () => resolve());
         setTimeout(() => reject(new Error("no close")), 5000).unref();

@@ -26,10 +26,17 @@ describe("sendSpread (fake timers)", () => {
   it("stops when told, and sends nothing for an empty minute", async () => {
     let stop = false;
     const sent: number[] = [];
-    const done = sendSpread([1, 2, 3], 1_000_000, 3_000, async (i) => {
-      sent.push(i);
-      stop = true;
-    }, clock, () => stop);
+    const done = sendSpread(
+      [1, 2, 3],
+      1_000_000,
+      3_000,
+      async (i) => {
+        sent.push(i);
+        stop = true;
+      },
+      clock,
+      () => stop,
+    );
     await jest.advanceTimersByTimeAsync(3_000);
     expect(await done).toBe(1);
     expect(sent).toEqual([1]);

@@ -2,7 +2,14 @@ import net from "node:net";
 import { Agent, request } from "undici";
 import { loadConfig, parseAllowHost } from "../../lib/platform/config";
 import { TargetNotAllowedError, ValidationError } from "../../lib/platform/errors";
-import { assertPublicTarget, CrawlTargetPolicy, guardedConnector, guardedLookup, isPrivateAddress, type Lookup } from "../../lib/crawl/ssrf";
+import {
+  assertPublicTarget,
+  CrawlTargetPolicy,
+  guardedConnector,
+  guardedLookup,
+  isPrivateAddress,
+  type Lookup,
+} from "../../lib/crawl/ssrf";
 
 // Any IPv4 or IPv6 address in a text: a refusal must contain none.
 const ADDRESS = /\b\d{1,3}(\.\d{1,3}){3}\b|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*/i;
@@ -19,7 +26,11 @@ const resolving =
 const policyOf = (allow: string[], more: Partial<ConstructorParameters<typeof CrawlTargetPolicy>[0]> = {}) =>
   new CrawlTargetPolicy({ allowHosts: allow.map(parseAllowHost), lookup: resolving({}), ...more });
 
-const refusal = (url: string, policy: CrawlTargetPolicy) => assertPublicTarget(url, policy).then(() => null, (e: unknown) => e);
+const refusal = (url: string, policy: CrawlTargetPolicy) =>
+  assertPublicTarget(url, policy).then(
+    () => null,
+    (e: unknown) => e,
+  );
 
 describe("isPrivateAddress", () => {
   it.each([
@@ -97,12 +108,9 @@ describe("isPrivateAddress", () => {
     expect(isPrivateAddress(ip)).toBe(false);
   });
 
-  it.each(["", "example.com", "256.1.1.1", "1.2.3", "::g", "::ffff:999.1.1.1"])(
-    "refuses invalid input %j",
-    (ip) => {
-      expect(isPrivateAddress(ip)).toBe(true);
-    },
-  );
+  it.each(["", "example.com", "256.1.1.1", "1.2.3", "::g", "::ffff:999.1.1.1"])("refuses invalid input %j", (ip) => {
+    expect(isPrivateAddress(ip)).toBe(true);
+  });
 });
 
 describe("CrawlTargetPolicy.isAllowListed", () => {
@@ -157,12 +165,21 @@ describe("assertPublicTarget", () => {
   });
 
   it("lets an allow-listed host through on its listed ports only", async () => {
-    const p = policyOf(["intranet.local:8443", "127.0.0.1:8080", "[::1]:8080", "localhost"], { lookup: resolving({ "intranet.local": ["10.0.0.7"], localhost: ["127.0.0.1", "::1"] }) });
+    const p = policyOf(["intranet.local:8443", "127.0.0.1:8080", "[::1]:8080", "localhost"], {
+      lookup: resolving({ "intranet.local": ["10.0.0.7"], localhost: ["127.0.0.1", "::1"] }),
+    });
     await expect(assertPublicTarget("https://Intranet.Local:8443/", p)).resolves.toBeUndefined();
     await expect(assertPublicTarget("http://127.0.0.1:8080/", p)).resolves.toBeUndefined();
     await expect(assertPublicTarget("http://[::1]:8080/", p)).resolves.toBeUndefined();
     await expect(assertPublicTarget("http://localhost:1234/", p)).resolves.toBeUndefined();
-    for (const url of ["https://intranet.local/", "http://intranet.local:8080/", "http://127.0.0.1:8081/", "http://127.0.0.1/", "http://[::1]:8443/", "http://127.0.0.2:8080/"]) {
+    for (const url of [
+      "https://intranet.local/",
+      "http://intranet.local:8080/",
+      "http://127.0.0.1:8081/",
+      "http://127.0.0.1/",
+      "http://[::1]:8443/",
+      "http://127.0.0.2:8080/",
+    ]) {
       expect(await refusal(url, p)).toBeInstanceOf(TargetNotAllowedError);
     }
   });
@@ -179,7 +196,10 @@ describe("assertPublicTarget", () => {
   it("refuses IP literals without a lookup", async () => {
     const lookup = jest.fn(resolving({}));
     const p = policyOf([], { lookup });
-    await expect(assertPublicTarget("http://127.0.0.1:3000/", p)).rejects.toMatchObject({ name: "TargetNotAllowedError", data: { host: "127.0.0.1" } });
+    await expect(assertPublicTarget("http://127.0.0.1:3000/", p)).rejects.toMatchObject({
+      name: "TargetNotAllowedError",
+      data: { host: "127.0.0.1" },
+    });
     await expect(assertPublicTarget("http://[::1]/", p)).rejects.toMatchObject({ name: "TargetNotAllowedError", data: { host: "::1" } });
     await expect(assertPublicTarget("http://[::ffff:127.0.0.1]/", p)).rejects.toBeInstanceOf(TargetNotAllowedError);
     // WHATWG URL turns the decimal form into 127.0.0.1 before we see it.
@@ -196,7 +216,9 @@ describe("assertPublicTarget", () => {
   });
 
   it("treats an empty lookup result as unresolvable", async () => {
-    await expect(assertPublicTarget("https://empty.example/", policyOf([], { lookup: async () => [] }))).rejects.toBeInstanceOf(ValidationError);
+    await expect(assertPublicTarget("https://empty.example/", policyOf([], { lookup: async () => [] }))).rejects.toBeInstanceOf(
+      ValidationError,
+    );
   });
 
   it("rejects an unparsable URL", async () => {
@@ -205,7 +227,13 @@ describe("assertPublicTarget", () => {
 });
 
 describe("Sluice's own ports and servers are never crawlable", () => {
-  const lookup = resolving({ localhost: ["127.0.0.1", "::1"], "intranet.local": ["10.0.0.7"], "db.internal": ["10.0.0.9"], "public.example": ["93.184.215.14"], "nats-host": ["192.168.5.5"] });
+  const lookup = resolving({
+    localhost: ["127.0.0.1", "::1"],
+    "intranet.local": ["10.0.0.7"],
+    "db.internal": ["10.0.0.9"],
+    "public.example": ["93.184.215.14"],
+    "nats-host": ["192.168.5.5"],
+  });
   const config = loadConfig({
     PORT: "3000",
     METRICS_PORT: "3030",
@@ -246,12 +274,16 @@ describe("Sluice's own ports and servers are never crawlable", () => {
     expect(await refusal(url, policy)).toBeInstanceOf(TargetNotAllowedError);
   });
 
-  it.each(["http://127.0.0.1:8080/", "http://localhost:5432/", "http://10.0.0.9:8080/", "http://db.internal:8080/", "http://public.example:3000/", "http://intranet.local:6380/"])(
-    "other ports of the same hosts, and the same ports elsewhere, follow the ordinary rules: %s",
-    async (url) => {
-      await expect(assertPublicTarget(url, policy)).resolves.toBeUndefined();
-    },
-  );
+  it.each([
+    "http://127.0.0.1:8080/",
+    "http://localhost:5432/",
+    "http://10.0.0.9:8080/",
+    "http://db.internal:8080/",
+    "http://public.example:3000/",
+    "http://intranet.local:6380/",
+  ])("other ports of the same hosts, and the same ports elsewhere, follow the ordinary rules: %s", async (url) => {
+    await expect(assertPublicTarget(url, policy)).resolves.toBeUndefined();
+  });
 });
 
 describe("guardedLookup (connect-time check against DNS rebinding)", () => {

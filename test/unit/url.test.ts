@@ -83,12 +83,7 @@ describe("extractPage", () => {
     </body></html>`;
     expect(extractPage(html, pageUrl)).toEqual({
       title: "Hello  world",
-      links: [
-        "https://example.com/about",
-        "https://example.com/contact",
-        "https://cdn.example.org/x",
-        "https://example.com/map-target",
-      ],
+      links: ["https://example.com/about", "https://example.com/contact", "https://cdn.example.org/x", "https://example.com/map-target"],
     });
   });
 
@@ -99,10 +94,7 @@ describe("extractPage", () => {
 
   it("resolves links against <base href>, itself relative to the page", () => {
     const html = `<head><base href="/static/v2/"></head><a href="img/x">x</a><a href="/abs">y</a>`;
-    expect(extractPage(html, pageUrl).links).toEqual([
-      "https://example.com/static/v2/img/x",
-      "https://example.com/abs",
-    ]);
+    expect(extractPage(html, pageUrl).links).toEqual(["https://example.com/static/v2/img/x", "https://example.com/abs"]);
   });
 
   it("falls back to the page URL when <base href> is not http(s)", () => {
