@@ -22,7 +22,9 @@ import ingestorService from "./services/ingestor.service";
 import insertsService from "./services/inserts.service";
 import jobControlService from "./services/job-control.service";
 import jobRunnerService from "./services/job-runner.service";
+import jobAdminService from "./services/job-admin.service";
 import jobsService from "./services/jobs.service";
+import queuesService from "./services/queues.service";
 import pagesService from "./services/pages.service";
 import rowsService from "./services/rows.service";
 import schedulerService from "./services/scheduler.service";
@@ -42,6 +44,8 @@ const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
     crawlsService,
     pagesService,
     jobsService,
+    jobAdminService,
+    queuesService,
     insertsService,
     rowsService,
     idTasksService,

@@ -20,6 +20,8 @@ export interface CrawlRow {
   started_at: Date | null;
   finished_at: Date | null;
   job_id: number | null;
+  /** Crawlers lease none of its URLs while it is paused. */
+  paused: boolean;
 }
 
 export interface CrawlCounts {
@@ -161,4 +163,13 @@ export function crawlJobs(db: Sequelize, crawlIds: number[]): Promise<JobRow[]> 
 export async function runningCrawlIds(db: Sequelize): Promise<number[]> {
   const rows = await select<{ id: number }>(db, `SELECT id FROM crawls WHERE status = 'running'`, []);
   return rows.map((r) => r.id);
+}
+
+/** Pauses or resumes a crawl that has not finished; null when there is no such crawl running or pending. */
+export async function setCrawlPaused(db: Sequelize, id: number, paused: boolean): Promise<CrawlRow | null> {
+  const [row] = await select<CrawlRow>(db, `UPDATE crawls SET paused = $2 WHERE id = $1 AND status IN ('pending', 'running') RETURNING *`, [
+    id,
+    paused,
+  ]);
+  return row ?? null;
 }

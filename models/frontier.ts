@@ -3,7 +3,8 @@
 // its lease expires (its holder died). The ingestor marks a URL stored in the transaction that
 // stores its page.
 import type { Sequelize, Transaction } from "sequelize";
-import { select } from "./query";
+import { select, selectOne } from "./query";
+import { queuePaused } from "./queues";
 
 export interface LeasedUrl {
   crawlId: number;
@@ -35,8 +36,8 @@ export async function leaseUrls(
       db,
       `WITH picked AS (
          SELECT u.crawl_id, u.url FROM crawl_urls u
-           JOIN crawls c ON c.id = u.crawl_id AND c.status IN ('pending', 'running')
-          WHERE u.state = 'queued'
+           JOIN crawls c ON c.id = u.crawl_id AND c.status IN ('pending', 'running') AND NOT c.paused
+          WHERE u.state = 'queued' AND NOT ${queuePaused("crawl")}
           ORDER BY u.depth, u.crawl_id
           LIMIT $1
           FOR UPDATE OF u SKIP LOCKED)
@@ -164,4 +165,49 @@ export async function releaseExpiredLeases(db: Sequelize, maxAttempts: number): 
     [maxAttempts],
   );
   return rows.length;
+}
+
+export interface FailedUrl {
+  url: string;
+  state: "failed" | "skipped";
+  reason: string | null;
+  httpStatus: number | null;
+  depth: number;
+  updatedAt: Date;
+}
+
+/** A crawl's URLs that failed or were skipped, with their reasons, latest first. */
+export async function listFailures(
+  db: Sequelize,
+  crawlId: number,
+  limit: number,
+  offset: number,
+): Promise<{ rows: FailedUrl[]; total: number }> {
+  const [rows, count] = await Promise.all([
+    select<{
+      url: string;
+      state: "failed" | "skipped";
+      reason: string | null;
+      http_status: number | null;
+      depth: number;
+      updated_at: Date;
+    }>(
+      db,
+      `SELECT url, state, reason, http_status, depth, updated_at FROM crawl_urls
+        WHERE crawl_id = $1 AND state IN ('failed', 'skipped') ORDER BY updated_at DESC, url LIMIT $2 OFFSET $3`,
+      [crawlId, limit, offset],
+    ),
+    selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM crawl_urls WHERE crawl_id = $1 AND state IN ('failed', 'skipped')`, [
+      crawlId,
+    ]),
+  ]);
+  const items = rows.map((r) => ({
+    url: r.url,
+    state: r.state,
+    reason: r.reason,
+    httpStatus: r.http_status,
+    depth: r.depth,
+    updatedAt: r.updated_at,
+  }));
+  return { rows: items, total: count!.n };
 }

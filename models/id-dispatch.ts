@@ -4,6 +4,7 @@
 import type { Sequelize } from "sequelize";
 import type { JobRow } from "./jobs";
 import { select } from "./query";
+import { queuePaused } from "./queues";
 
 /** Claims minute `minute` for this node; false when another node has it. */
 export async function claimMinute(db: Sequelize, minute: number, nodeId: string): Promise<boolean> {
@@ -32,7 +33,7 @@ export function dispatchDue(
        SELECT s.task_id, s.external_id FROM id_task_slots s
          JOIN id_tasks t ON t.job_id = s.task_id AND NOT t.paused
          JOIN jobs j ON j.id = t.job_id AND j.status IN ('pending', 'running')
-        WHERE s.state = 'planned' AND s.minute <= $1
+        WHERE s.state = 'planned' AND s.minute <= $1 AND NOT ${queuePaused("ids")}
         ORDER BY s.minute, s.task_id, s.external_id LIMIT $2
         FOR UPDATE OF s SKIP LOCKED)
      UPDATE id_task_slots s SET state = 'dispatched', dispatched_by = $3, updated_at = now() FROM due

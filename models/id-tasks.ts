@@ -236,3 +236,20 @@ export async function minutesSummary(db: Sequelize, from: number, to: number): P
   for (const r of rows) counts[r.state] = r.n;
   return counts;
 }
+
+/** The task's plan per minute: how many of its ids each minute holds, by state (the console's heatmap). */
+export async function minuteFill(db: Sequelize, taskId: number): Promise<{ minute: number; counts: Record<SlotState, number> }[]> {
+  const rows = await select<{ minute: string; state: SlotState; n: number }>(
+    db,
+    `SELECT minute, state, count(*)::int AS n FROM id_task_slots WHERE task_id = $1 GROUP BY minute, state ORDER BY minute`,
+    [taskId],
+  );
+  const byMinute = new Map<number, Record<SlotState, number>>();
+  for (const r of rows) {
+    const minute = Number(r.minute);
+    const counts = byMinute.get(minute) ?? (Object.fromEntries(SLOT_STATES.map((st) => [st, 0])) as Record<SlotState, number>);
+    counts[r.state] = r.n;
+    byMinute.set(minute, counts);
+  }
+  return [...byMinute].map(([minute, counts]) => ({ minute, counts }));
+}

@@ -4,7 +4,8 @@
 // transaction ends by marking the job succeeded, guarded by its claim: a job that was stopped or
 // taken over meanwhile cannot commit its rows.
 import type { Sequelize, Transaction } from "sequelize";
-import { select, selectOne } from "./query";
+import { LIST_COUNT_CAP, select, selectOne } from "./query";
+import { queuePaused } from "./queues";
 
 export const JOB_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
@@ -100,17 +101,60 @@ export function getJob(db: Sequelize, id: number): Promise<JobRow | null> {
   return one(db, `SELECT * FROM jobs WHERE id = $1`, [id]);
 }
 
-export async function listJobs(
-  db: Sequelize,
-  f: { status?: JobStatus; kind?: JobKind; limit: number; offset: number },
-): Promise<{ rows: JobRow[]; total: number }> {
-  const where = `($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)`;
-  const bind = [f.status ?? null, f.kind ?? null];
-  const [items, [count]] = await Promise.all([
-    select<JobRow>(db, `SELECT * FROM jobs WHERE ${where} ORDER BY id DESC LIMIT $3 OFFSET $4`, [...bind, f.limit, f.offset]),
-    select<{ n: number }>(db, `SELECT count(*)::int AS n FROM jobs WHERE ${where}`, bind),
+export const JOB_SORTS = ["-id", "id", "-createdAt", "createdAt"] as const;
+export type JobSort = (typeof JOB_SORTS)[number];
+const ORDER_BY: Record<JobSort, string> = {
+  "-id": "id DESC",
+  id: "id",
+  "-createdAt": "created_at DESC, id DESC",
+  createdAt: "created_at, id",
+};
+
+/** The words a job is found by (`q`): its id, a crawl's URL, its error. migrations/0006 indexes exactly this. */
+const JOB_SEARCH = `to_tsvector('simple', regexp_replace(id::text || ' ' || coalesce(params->>'url', '') || ' ' || coalesce(error, ''), '[^[:alnum:]]+', ' ', 'g'))`;
+
+export interface JobFilter {
+  status?: JobStatus;
+  kind?: JobKind;
+  /** Words, each matched as a prefix of a word of the id, URL or error (all must match). */
+  q?: string;
+  createdAfter?: Date;
+  sort?: JobSort;
+  limit: number;
+  offset: number;
+}
+
+/** `q` as a tsquery: each word a quoted prefix, all required. Null when it has no words. */
+export function jobSearchQuery(q: string | undefined): string | null {
+  // Split as the index splits (everything but letters and digits separates words): no quote
+  // or operator of tsquery's syntax survives.
+  const words = (q ?? "")
+    .split(/[^\p{L}\p{N}]+/u)
+    .filter(Boolean)
+    .slice(0, 8);
+  return words.length === 0 ? null : words.map((w) => `'${w}':*`).join(" & ");
+}
+
+export async function listJobs(db: Sequelize, f: JobFilter): Promise<{ rows: JobRow[]; total: number; totalIsLowerBound: boolean }> {
+  const search = jobSearchQuery(f.q);
+  const byId = f.q && /^\d{1,9}$/.test(f.q.trim()) ? Number(f.q.trim()) : null;
+  const where = `($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
+    AND ($3::text IS NULL OR ${JOB_SEARCH} @@ to_tsquery('simple', $3) OR id = $4::int)
+    AND ($5::timestamptz IS NULL OR created_at > $5)`;
+  const bind = [f.status ?? null, f.kind ?? null, search, byId, f.createdAfter ?? null];
+  const [items, count] = await Promise.all([
+    select<JobRow>(db, `SELECT * FROM jobs WHERE ${where} ORDER BY ${ORDER_BY[f.sort ?? "-id"]} LIMIT $6 OFFSET $7`, [
+      ...bind,
+      f.limit,
+      f.offset,
+    ]),
+    selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM jobs WHERE ${where} LIMIT $6) capped`, [
+      ...bind,
+      LIST_COUNT_CAP + 1,
+    ]),
   ]);
-  return { rows: items, total: count!.n };
+  const n = count!.n;
+  return { rows: items, total: Math.min(n, LIST_COUNT_CAP), totalIsLowerBound: n > LIST_COUNT_CAP };
 }
 
 /**
@@ -125,7 +169,9 @@ export async function claimJob(
   staleMs: number,
   maxAttempts: number,
 ): Promise<{ job: JobRow | null; exhausted: JobRow | null }> {
-  const claimable = `id = $1 AND kind = 'insert' AND (status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $2 * interval '1 millisecond'))`;
+  // A paused insert queue claims nothing: the job stays pending, and is sent again on resume.
+  const claimable = `id = $1 AND kind = 'insert' AND NOT ${queuePaused("insert")}
+    AND (status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $2 * interval '1 millisecond'))`;
   const job = await one(
     db,
     `UPDATE jobs SET status = 'running', node_id = $3, attempts = attempts + 1, progress_done = 0, throughput = NULL,

@@ -1,5 +1,6 @@
 // The pages table: the Sequelize model behind the pages API, and the ingestor's batch upsert.
 import { DataTypes, QueryTypes, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
+import { select, selectOne } from "./query";
 
 /** One fetched page as the crawler sends it on the pages channel and the ingestor stores it. */
 export interface PageRecord {
@@ -71,4 +72,77 @@ export function upsertPagesStatement(pages: PageRecord[]): { sql: string; bind: 
 export async function upsertPages(db: Sequelize, pages: PageRecord[], transaction: Transaction): Promise<void> {
   const { sql, bind } = upsertPagesStatement(pages);
   await db.query(sql, { bind, transaction, type: QueryTypes.INSERT });
+}
+
+export const PAGE_SORTS = [
+  "id",
+  "-id",
+  "url",
+  "-url",
+  "title",
+  "-title",
+  "status",
+  "-status",
+  "depth",
+  "-depth",
+  "bytes",
+  "-bytes",
+  "fetchedAt",
+  "-fetchedAt",
+] as const;
+export type PageSort = (typeof PAGE_SORTS)[number];
+const PAGE_SORT_COLUMNS: Record<string, string> = {
+  id: "id",
+  url: "url",
+  title: "title",
+  status: "status",
+  depth: "depth",
+  bytes: "bytes",
+  fetchedAt: "fetched_at",
+};
+
+export interface PageListRow {
+  id: number;
+  url: string;
+  crawlId: number | null;
+  status: number;
+  title: string | null;
+  contentType: string | null;
+  bytes: number;
+  links: number;
+  depth: number;
+  fetchedAt: Date;
+  storedAt: Date;
+}
+
+/**
+ * A page of the pages table without bodies, filtered by crawl and by `q` (in the URL or the
+ * title), in a sort order of the allow-list. Counted up to `countCap`; the caller has the exact
+ * total of an unfiltered list from the kept count.
+ */
+export async function listPages(
+  db: Sequelize,
+  f: { crawlId?: number; q?: string; sort?: PageSort; limit: number; offset: number },
+  countCap: number,
+): Promise<{ rows: PageListRow[]; counted: number }> {
+  const sort = f.sort ?? "id";
+  const column = PAGE_SORT_COLUMNS[sort.replace(/^-/, "")]!;
+  const order = `${column} ${sort.startsWith("-") ? "DESC" : "ASC"}, id`;
+  const like = f.q ? `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const where = `($1::int IS NULL OR crawl_id = $1) AND ($2::text IS NULL OR url ILIKE $2 OR title ILIKE $2)`;
+  const bind = [f.crawlId ?? null, like];
+  const [rows, count] = await Promise.all([
+    select<PageListRow>(
+      db,
+      `SELECT id, url, crawl_id AS "crawlId", status, title, content_type AS "contentType", bytes, links, depth,
+              fetched_at AS "fetchedAt", stored_at AS "storedAt"
+         FROM pages WHERE ${where} ORDER BY ${order} LIMIT $3 OFFSET $4`,
+      [...bind, f.limit, f.offset],
+    ),
+    selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM pages WHERE ${where} LIMIT $3) capped`, [
+      ...bind,
+      countCap + 1,
+    ]),
+  ]);
+  return { rows: rows.map((r) => ({ ...r, id: Number(r.id) })), counted: count!.n };
 }

@@ -13,3 +13,7 @@ export const selectOne = async <T extends object>(
   bind: unknown[],
   transaction?: Transaction,
 ): Promise<T | null> => (await select<T>(db, sql, bind, transaction))[0] ?? null;
+
+// A filtered list's total is counted up to this many rows (a count that reads at most this much);
+// past it the list says its total is a lower bound.
+export const LIST_COUNT_CAP = 10_000;

@@ -1,24 +1,9 @@
-// The rows table of the bulk-insert job: a sequelize model for moleculer-db's reads, and the
-// batch insert the job runs inside its transaction.
-import { DataTypes, QueryTypes, type Model, type ModelStatic, type Sequelize, type Transaction } from "sequelize";
+// The rows table of the bulk-insert job: the batch insert the job runs inside its transaction,
+// clearing the table, and a sortable, searchable list.
+import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
 import type { RowBatch } from "../lib/loading/random-rows";
-import { selectOne } from "./query";
-
-export function defineRow(db: Sequelize): ModelStatic<Model> {
-  return (
-    db.models.Row ??
-    db.define(
-      "Row",
-      {
-        id: { type: DataTypes.BIGINT, primaryKey: true, autoIncrement: true },
-        name: { type: DataTypes.TEXT, allowNull: false },
-        value: { type: DataTypes.INTEGER, allowNull: false },
-        createdAt: { type: DataTypes.DATE, field: "created_at" },
-      },
-      { tableName: "rows", timestamps: false },
-    )
-  );
-}
+import { countOf } from "./counts";
+import { select, selectOne } from "./query";
 
 export async function insertRowBatch(db: Sequelize, batch: RowBatch, transaction: Transaction): Promise<void> {
   await db.query(`INSERT INTO rows (name, value) SELECT * FROM unnest($1::text[], $2::integer[])`, {
@@ -42,8 +27,37 @@ export async function clearRows(db: Sequelize): Promise<number | null> {
       if ((err as { parent?: { code?: string } }).parent?.code === "55P03") return null;
       throw err;
     }
-    const row = await selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM rows`, [], t);
+    // Under the lock no insert job is writing: the count is exact.
+    const n = await countOf(db, "rows", t);
     await db.query(`TRUNCATE rows`, { transaction: t });
-    return row!.n;
+    return n;
   });
+}
+
+export const ROW_SORTS = ["id", "-id", "name", "-name", "value", "-value"] as const;
+export type RowSort = (typeof ROW_SORTS)[number];
+
+/** A page of rows in a sort order of the allow-list, filtered by `q` in the name (counted up to `countCap`). */
+export async function listRows(
+  db: Sequelize,
+  f: { q?: string; sort?: RowSort; limit: number; offset: number },
+  countCap: number,
+): Promise<{ rows: { id: number; name: string; value: number; createdAt: Date }[]; counted: number }> {
+  const sort = f.sort ?? "id";
+  const order = `${sort.replace(/^-/, "")} ${sort.startsWith("-") ? "DESC" : "ASC"}, id`;
+  const like = f.q ? `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const [rows, count] = await Promise.all([
+    select<{ id: string; name: string; value: number; created_at: Date }>(
+      db,
+      `SELECT id, name, value, created_at FROM rows WHERE ($1::text IS NULL OR name ILIKE $1) ORDER BY ${order} LIMIT $2 OFFSET $3`,
+      [like, f.limit, f.offset],
+    ),
+    like === null
+      ? Promise.resolve({ n: 0 })
+      : selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM rows WHERE name ILIKE $1 LIMIT $2) capped`, [
+          like,
+          countCap + 1,
+        ]),
+  ]);
+  return { rows: rows.map((r) => ({ id: Number(r.id), name: r.name, value: r.value, createdAt: r.created_at })), counted: count!.n };
 }

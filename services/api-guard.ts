@@ -45,7 +45,18 @@ export function callerFrom(header: string | undefined, tokens: Tokens): Caller |
 export const hasBody = (req: IncomingMessage) =>
   Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
 
-export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: readonly string[]) {
+/** Actions whose response the guard serves itself, once the caller may call them (event streams). */
+export type StreamHandlers = Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
+/** Public files outside moleculer-web's assets folder (the console's vendor modules); true when it served the request. */
+export type PublicFiles = (req: IncomingMessage, res: ServerResponse, url: string) => boolean;
+
+export function requestGuard(
+  route: RouteSpec,
+  tokens: Tokens,
+  corsOrigins: readonly string[],
+  streams: StreamHandlers = {},
+  publicFiles: PublicFiles = () => false,
+) {
   const open = tokens.write === null;
   const parseJson = bodyParser.json({
     limit: route.bodyLimitBytes,
@@ -90,6 +101,7 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
       // Not an action. Outside the API's paths, GET and HEAD reach the dashboard's static files;
       // anything else needs a token all the same and is then a 404. No body is read.
       const known = open || caller === "reader" || caller === "writer";
+      if (route.path === "" && publicFiles(req, res, url)) return;
       if (route.path === "" && (known || req.method === "GET" || req.method === "HEAD")) return next();
       if (!known) return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));
       return next(new NotFoundError("route", `${req.method} ${url}`));
@@ -97,6 +109,8 @@ export function requestGuard(route: RouteSpec, tokens: Tokens, corsOrigins: read
     const verdict = authorize(ACTION_ACCESS[action] ?? "write", caller, open);
     if (verdict === 401) return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));
     if (verdict === 403) return next(new ForbiddenError("the read-only token cannot change anything: use API_TOKEN"));
+    const stream = streams[action];
+    if (stream) return stream(req, res);
 
     if (!BODY_METHODS.has(req.method ?? "") || !hasBody(req)) return next();
     if (!isSupportedEncoding(req.headers["content-encoding"])) {

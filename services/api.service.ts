@@ -14,8 +14,16 @@ import { holdersOf } from "../lib/throttle/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/platform/names";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import type { BodyMeta } from "./inserts.service";
+import { EventFanout } from "./api-events";
+import { describeNode, RELAYED_EVENTS, serveVendor, type ClusterNode } from "./console-support";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
+// How often connected consoles get the limits' and queues' figures.
+const STATS_STREAM_MS = 2_000;
+const STREAMED_STATS = [
+  ["throttle.cluster", "throttle.stats"],
+  ["queues.list", "queues.stats"],
+] as const;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms).unref())]);
@@ -45,8 +53,24 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
   const tokens = { write: config.apiToken, read: config.apiReadToken };
   let redis: IORedis | null = null;
 
+  const fanout = new EventFanout();
+  let statsTimer: NodeJS.Timeout | null = null;
+
   return {
     name: "api",
+
+    // Relayed to this node's event streams (GET /api/events).
+    events: Object.fromEntries([
+      ...RELAYED_EVENTS.map((event) => [event, (ctx: Context) => fanout.publish(event, ctx.params)]),
+      [
+        "$node.connected",
+        (ctx: Context<{ node: { id: string } }>) => fanout.publish("nodes.changed", { nodeId: ctx.params.node.id, state: "connected" }),
+      ],
+      [
+        "$node.disconnected",
+        (ctx: Context<{ node: { id: string } }>) => fanout.publish("nodes.changed", { nodeId: ctx.params.node.id, state: "disconnected" }),
+      ],
+    ]),
     mixins: [ApiGateway],
     settings: {
       port: config.port,
@@ -58,7 +82,7 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
         aliases: spec.aliases,
         // The guard reads bodies itself, after it has checked the token.
         bodyParsers: false,
-        use: [requestGuard(spec, tokens, config.apiCorsOrigins)],
+        use: [requestGuard(spec, tokens, config.apiCorsOrigins, { "api.events": (req, res) => fanout.serve(req, res) }, serveVendor)],
         onBeforeCall(ctx: Context<unknown, BodyMeta & CallerMeta>, route: unknown, req: GatewayRequest) {
           ctx.meta.caller = req.$caller ?? "anonymous";
           if (spec.numericPathParams) numericPathParams(req);
@@ -85,6 +109,24 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
       // route prefix of req.url, and a retried request falls through to a 404. The actions it
       // calls are retried on their own.
       rest: { retryPolicy: { enabled: false } },
+
+      // Served by the request guard (api-events.ts); reached here only if that wiring breaks.
+      events() {
+        throw new Error("GET /api/events is served by the request guard");
+      },
+
+      /** The cluster's nodes with their services, uptime and memory (each node answers for itself). */
+      async nodes(ctx: Context) {
+        const nodes = this.broker.registry.getNodeList({ onlyAvailable: false, withServices: true }) as ClusterNode[];
+        const items = await Promise.all(nodes.map((n) => describeNode(ctx, n)));
+        return { items };
+      },
+
+      /** Who the caller's token makes it, and whether it may change things (the console hides what it may not). */
+      whoami(ctx: Context<unknown, CallerMeta>) {
+        const caller = ctx.meta.caller ?? "anonymous";
+        return { caller, canWrite: tokens.write === null || caller === "writer" };
+      },
 
       health() {
         return { status: "ok", nodeId: this.broker.nodeID, uptimeSeconds: Math.round(process.uptime()) };
@@ -135,6 +177,21 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
       },
     },
 
+    started() {
+      // While consoles are connected, the limits' and queues' figures go out on their streams
+      // (their charts), so no console polls for them.
+      statsTimer = setInterval(() => {
+        if (fanout.size === 0) return;
+        for (const [action, event] of STREAMED_STATS) {
+          this.broker
+            .call(action)
+            .then((stats) => fanout.publish(event, stats))
+            .catch(() => {}); // a node in the middle of leaving: the next tick tries again
+        }
+      }, STATS_STREAM_MS);
+      statsTimer.unref();
+    },
+
     created() {
       // Deny by default: an alias whose action has no access class stops the gateway here.
       for (const spec of routeSpecs(config.apiBodyLimitBytes)) {
@@ -145,6 +202,8 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
     },
 
     async stopped() {
+      if (statsTimer) clearInterval(statsTimer);
+      fanout.close();
       redis?.disconnect();
     },
   };

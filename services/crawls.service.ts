@@ -12,10 +12,12 @@ import {
   CRAWL_STATUSES,
   getCrawl,
   listCrawls,
+  setCrawlPaused,
   type CrawlCounts,
   type CrawlRow,
   type CrawlStatus,
 } from "../models/crawls";
+import { listFailures } from "../models/frontier";
 import { announce, announceCrawlJobs, announceJob } from "./announce";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 
@@ -40,6 +42,8 @@ export interface CrawlView {
   maxDepth: number;
   pages: { discovered: number; fetched: number; stored: number; failed: number; skipped: number };
   error: string | null;
+  /** Crawlers lease none of its URLs while it is paused; it resumes where it stopped. */
+  paused: boolean;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -57,6 +61,7 @@ function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
     // fetched: HTML pages fetched, whether still awaiting the ingestor or stored.
     pages: { discovered: c.discovered, fetched: c.fetched + c.stored, stored: c.stored, failed: c.failed, skipped: c.skipped },
     error: crawl.error,
+    paused: crawl.paused,
     createdAt: crawl.created_at,
     startedAt: crawl.started_at,
     finishedAt: crawl.finished_at,
@@ -125,6 +130,38 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
             rows.map((c) => c.id),
           );
           return { items: rows.map((c) => present(c, counts.get(c.id)!)), total, limit, offset };
+        },
+      },
+
+      /** PATCH /api/crawls/:id { paused }: a paused crawl keeps its frontier; resumed, crawlers pick it up again. */
+      update: {
+        params: { id: intIdParam, paused: { type: "boolean" }, $$strict: true },
+        async handler(ctx: Context<{ id: number; paused: boolean }>) {
+          const crawl = await setCrawlPaused(db, ctx.params.id, ctx.params.paused);
+          if (!crawl) {
+            const existing = await getCrawl(db, ctx.params.id);
+            if (!existing) throw new NotFoundError("crawl", ctx.params.id);
+            throw new ConflictError(
+              `crawl ${existing.id} is ${existing.status}: only a pending or running crawl can be paused or resumed`,
+              {
+                id: existing.id,
+                status: existing.status,
+              },
+            );
+          }
+          // Resumed: wake the crawlers now rather than at their next poll.
+          if (!crawl.paused) announce(ctx, EVENT_CRAWL_CREATED, { id: crawl.id });
+          return view(crawl);
+        },
+      },
+
+      failures: {
+        params: { id: intIdParam, ...paginationParams },
+        async handler(ctx: Context<{ id: number; limit?: number; offset?: number }>) {
+          if (!(await getCrawl(db, ctx.params.id))) throw new NotFoundError("crawl", ctx.params.id);
+          const { limit, offset } = pageOf(ctx.params);
+          const { rows, total } = await listFailures(db, ctx.params.id, limit, offset);
+          return { items: rows, total, limit, offset };
         },
       },
 

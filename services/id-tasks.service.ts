@@ -3,7 +3,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError, ValidationError } from "../lib/platform/errors";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
-import { createIdTask, getIdTasks, listSlots, replanIdTask, setPaused, slotCounts } from "../models/id-tasks";
+import { createIdTask, getIdTasks, listSlots, minuteFill, replanIdTask, setPaused, slotCounts } from "../models/id-tasks";
 import { getJob, listJobs, presentJob, type JobRow } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announceJob } from "./announce";
@@ -92,6 +92,16 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
           if (ctx.params.paused !== undefined) await setPaused(db, ctx.params.id, ctx.params.paused);
           if (ctx.params.rpm !== undefined) await replanIdTask(db, ctx.params.id, ctx.params.rpm, minuteMs);
           return view(ctx.params.id);
+        },
+      },
+
+      /** GET /api/id-tasks/:id/minutes: the plan per minute (the console's heatmap), by state. */
+      minutes: {
+        params: { id: intIdParam },
+        async handler(ctx: Context<{ id: number }>) {
+          const task = await view(ctx.params.id);
+          const fill = await minuteFill(db, ctx.params.id);
+          return { rpm: task.rpm, items: fill.map((m) => ({ minute: new Date(m.minute * minuteMs), counts: m.counts })) };
         },
       },
 

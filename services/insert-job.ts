@@ -9,6 +9,8 @@ import { batchSizes, randomRowBatch } from "../lib/loading/random-rows";
 import type { ActiveJob } from "../lib/contracts";
 import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
 import { insertRowBatch } from "../models/rows";
+import { addToCount } from "../models/counts";
+import { inSlowLane } from "../lib/platform/db";
 
 export interface InsertJobDeps {
   db: Sequelize;
@@ -57,7 +59,8 @@ export async function runRegistered(
     else if (live) live = { ...live, progress: update.progress, throughput: update.throughput };
     broadcast(view);
   };
-  const finished = runInsertJob({ ...deps, announce }, id, controller.signal);
+  // A job holds a connection for its whole transaction: the slow lane leaves one for quick reads.
+  const finished = inSlowLane(() => runInsertJob({ ...deps, announce }, id, controller.signal));
   const entry: ActiveJob = {
     abort: (reason = "stopped") => controller.abort(reason),
     view: () => live,
@@ -130,6 +133,8 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
       }
       checkpoint();
       const seconds = (Date.now() - started) / 1000;
+      // The rows' count moves with their commit, and only then (models/counts.ts).
+      await addToCount(db, "rows", done, t);
       const row = await finishClaim(db, claim, { status: "succeeded", done, throughput: throughput(), result: { rows: done, seconds } }, t);
       if (!row) throw new JobStoppedError(id, "claim lost");
       return row;

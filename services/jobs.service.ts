@@ -3,7 +3,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS } from "../lib/platform/names";
-import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
+import { intIdParam, isoTimeParam, pageOf, paginationParams, parseTime } from "../lib/api/params";
 import { staleAfterMs } from "./insert-job";
 import { withCrawlProgress } from "../models/crawls";
 import {
@@ -11,6 +11,7 @@ import {
   FINISHED_JOB_STATUSES,
   getJob,
   JOB_KINDS,
+  JOB_SORTS,
   JOB_STATUSES,
   listJobs,
   pendingJobIds,
@@ -18,12 +19,16 @@ import {
   reapJobs,
   touchStalePending,
   type JobKind,
+  type JobSort,
   type JobRow,
   type JobStatus,
 } from "../models/jobs";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
 import { announceJob } from "./announce";
+
+// The longest search text a job list takes.
+const MAX_QUERY_LENGTH = 200;
 
 interface JobsMethods {
   reap(): Promise<void>;
@@ -65,11 +70,26 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           ...paginationParams,
           status: { type: "enum", values: [...JOB_STATUSES], optional: true },
           kind: { type: "enum", values: [...JOB_KINDS], optional: true },
+          q: { type: "string", max: MAX_QUERY_LENGTH, optional: true },
+          createdAfter: isoTimeParam,
+          sort: { type: "enum", values: [...JOB_SORTS], optional: true },
         },
-        async handler(ctx: Context<{ limit?: number; offset?: number; status?: JobStatus; kind?: JobKind }>) {
+        async handler(
+          ctx: Context<{
+            limit?: number;
+            offset?: number;
+            status?: JobStatus;
+            kind?: JobKind;
+            q?: string;
+            createdAfter?: string;
+            sort?: JobSort;
+          }>,
+        ) {
           const { limit, offset } = pageOf(ctx.params);
-          const { rows, total } = await listJobs(db, { ...ctx.params, limit, offset });
-          return { items: await withCrawlProgress(db, rows.map(presentJob)), total, limit, offset };
+          const createdAfter = parseTime("createdAfter", ctx.params.createdAfter);
+          const { rows, total, totalIsLowerBound } = await listJobs(db, { ...ctx.params, createdAfter, limit, offset });
+          const items = await withCrawlProgress(db, rows.map(presentJob));
+          return { items, total, ...(totalIsLowerBound ? { totalIsLowerBound } : {}), limit, offset };
         },
       },
 

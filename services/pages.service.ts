@@ -6,6 +6,10 @@ import { DbMixin } from "../mixins/db.mixin";
 import { definePage } from "../models/pages";
 import type { Runtime } from "../lib/contracts";
 import { idParam, pageOf, paginationParams } from "../lib/api/params";
+import { countOf } from "../models/counts";
+import { inSlowLaneIf } from "../lib/platform/db";
+import { LIST_COUNT_CAP } from "../models/query";
+import { listPages, PAGE_SORTS, type PageSort } from "../models/pages";
 
 interface PageQuery {
   crawl?: number;
@@ -23,6 +27,9 @@ interface Adapter {
 const crawlFilter = { crawl: { type: "number", integer: true, positive: true, optional: true, convert: true } } as const;
 const queryOf = (p: PageQuery) => (p.crawl === undefined ? {} : { crawlId: p.crawl });
 
+// The longest text a page search takes.
+const MAX_SEARCH_LENGTH = 200;
+
 export default function pagesService({ db }: Runtime): ServiceSchema {
   return {
     name: "pages",
@@ -34,24 +41,36 @@ export default function pagesService({ db }: Runtime): ServiceSchema {
       remove: false,
 
       list: {
-        params: { ...crawlFilter, ...paginationParams },
-        async handler(ctx: Context<PageQuery>) {
-          const adapter = this.adapter as Adapter;
+        params: {
+          ...crawlFilter,
+          ...paginationParams,
+          q: { type: "string", max: MAX_SEARCH_LENGTH, optional: true },
+          sort: { type: "enum", values: [...PAGE_SORTS], optional: true },
+        },
+        async handler(ctx: Context<PageQuery & { q?: string; sort?: PageSort }>) {
           const { limit, offset } = pageOf(ctx.params);
-          const query = queryOf(ctx.params);
-          const [docs, total] = await Promise.all([adapter.find({ query, limit, offset, sort: ["id"] }), adapter.count({ query })]);
-          // Bodies can be large: the list leaves them out; GET /api/pages/:id has them.
-          const items = docs.map((d) => {
-            const { body: _body, ...rest } = adapter.entityToObject(d);
-            return rest;
-          });
-          return { items, total, limit, offset };
+          const filtered = ctx.params.crawl !== undefined || Boolean(ctx.params.q);
+          const [{ rows, counted }, kept] = await Promise.all([
+            // A text search reads many rows: the slow lane, so quick reads never wait behind it.
+            inSlowLaneIf(Boolean(ctx.params.q), () =>
+              listPages(
+                db,
+                { crawlId: ctx.params.crawl, q: ctx.params.q || undefined, sort: ctx.params.sort, limit, offset },
+                LIST_COUNT_CAP,
+              ),
+            ),
+            filtered ? null : countOf(db, "pages"),
+          ]);
+          // Unfiltered: the kept count, exact at any size. Filtered: counted up to the cap.
+          const total = kept ?? Math.min(counted, LIST_COUNT_CAP);
+          return { items: rows, total, ...(kept === null && counted > LIST_COUNT_CAP ? { totalIsLowerBound: true } : {}), limit, offset };
         },
       },
 
       count: {
         params: crawlFilter,
         async handler(ctx: Context<PageQuery>) {
+          if (ctx.params.crawl === undefined) return { count: await countOf(db, "pages") };
           return { count: await (this.adapter as Adapter).count({ query: queryOf(ctx.params) }) };
         },
       },

@@ -1,42 +1,41 @@
-// The rows that bulk-insert jobs write: count, a paginated list, and clearing the table
-// (moleculer-db reads over the shared pool; writes belong to the insert jobs).
+// The rows that bulk-insert jobs write: count, a paginated, sortable and searchable list, and
+// clearing the table. Writes belong to the insert jobs; the count is the kept one (models/counts.ts).
 import type { Context, ServiceSchema } from "moleculer";
 import { ConflictError } from "../lib/platform/errors";
 import { pageOf, paginationParams } from "../lib/api/params";
-import { DbMixin } from "../mixins/db.mixin";
-import { clearRows, defineRow } from "../models/rows";
+import { clearRows, listRows, ROW_SORTS, type RowSort } from "../models/rows";
+import { LIST_COUNT_CAP } from "../models/query";
+import { countOf } from "../models/counts";
+import { inSlowLaneIf } from "../lib/platform/db";
 import type { Runtime } from "../lib/contracts";
-
-interface Adapter {
-  find(filters: { limit?: number; offset?: number; sort?: string[] }): Promise<object[]>;
-  count(filters?: object): Promise<number>;
-  entityToObject(entity: object): Record<string, unknown>;
-}
 
 export default function rowsService({ db }: Runtime): ServiceSchema {
   return {
     name: "rows",
-    mixins: [DbMixin(db, defineRow(db))],
     actions: {
-      create: false,
-      insert: false,
-      update: false,
-      remove: false,
-      get: false,
-
       list: {
-        params: paginationParams,
-        async handler(ctx: Context<{ limit?: number; offset?: number }>) {
-          const adapter = this.adapter as Adapter;
+        params: {
+          ...paginationParams,
+          q: { type: "string", max: 200, optional: true },
+          sort: { type: "enum", values: [...ROW_SORTS], optional: true },
+        },
+        async handler(ctx: Context<{ limit?: number; offset?: number; q?: string; sort?: RowSort }>) {
           const { limit, offset } = pageOf(ctx.params);
-          const [docs, total] = await Promise.all([adapter.find({ limit, offset, sort: ["id"] }), adapter.count()]);
-          return { items: docs.map((d) => adapter.entityToObject(d)), total, limit, offset };
+          const q = ctx.params.q || undefined;
+          // Unfiltered, the total is the kept count (models/counts.ts): a count(*) of millions of
+          // rows would hold a connection. A search is counted up to the cap.
+          const [{ rows, counted }, kept] = await Promise.all([
+            inSlowLaneIf(Boolean(q), () => listRows(db, { q, sort: ctx.params.sort, limit, offset }, LIST_COUNT_CAP)),
+            q ? null : countOf(db, "rows"),
+          ]);
+          const total = kept ?? Math.min(counted, LIST_COUNT_CAP);
+          return { items: rows, total, ...(kept === null && counted > LIST_COUNT_CAP ? { totalIsLowerBound: true } : {}), limit, offset };
         },
       },
 
       count: {
         async handler() {
-          return { count: await (this.adapter as Adapter).count() };
+          return { count: await countOf(db, "rows") };
         },
       },
 

@@ -8,6 +8,7 @@ import { holdersOf, type HolderView } from "../lib/throttle/leased-slots";
 import type { SemaphoreStats } from "../lib/throttle/semaphore";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
+import { EVENT_THROTTLE_CHANGED } from "../lib/platform/names";
 
 export const METRICS_INTERVAL_MS = 1_000;
 const MAX_CONCURRENT_LIMIT = 10_000;
@@ -25,7 +26,6 @@ export function isThrottleResource(resource: string): boolean {
     return false;
   }
 }
-export const EVENT_THROTTLE_CHANGED = "throttle.changed";
 
 export interface ThrottleChange {
   resource: string;

@@ -201,3 +201,15 @@ export function parseFilter(
 export function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, "\\$&");
 }
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+/** A query parameter's ISO 8601 time (`2026-12-01` or `2026-12-01T10:00:00Z`), checked for range. */
+export const isoTimeParam = { type: "string", pattern: ISO_TIME, max: 40, optional: true } as const;
+
+/** The Date of an isoTimeParam value (a day past its month's end, say, is refused here). */
+export function parseTime(field: string, raw: string | undefined): Date | undefined {
+  if (raw === undefined) return undefined;
+  const time = new Date(raw);
+  if (Number.isNaN(time.getTime())) throw new ValidationError(field, `"${field}" is not a valid time: "${raw}"`);
+  return time;
+}

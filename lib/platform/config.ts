@@ -37,6 +37,8 @@ export const DEFAULT_JOB_CONCURRENCY = 2;
 export const DEFAULT_JOB_MAX_ATTEMPTS = 3;
 export const DEFAULT_JOB_HEARTBEAT_MS = 2_000;
 export const DEFAULT_INSERT_BATCH_ROWS = 5_000;
+// JOB_RETENTION below a minute would delete jobs an operator is still looking at.
+export const MIN_JOB_RETENTION_MS = 60_000;
 export const DEFAULT_SCHEDULER_MINUTE_MS = 60_000;
 export const DEFAULT_SCHEDULER_RPM = 10;
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 5_000;
@@ -85,6 +87,8 @@ export interface JobSettings {
   heartbeatMs: number;
   /** Rows per INSERT statement of a bulk-insert job; progress is reported after each. */
   insertBatchRows: number;
+  /** JOB_RETENTION: finished jobs older than this are deleted by a cluster-wide sweep; null keeps them. */
+  retentionMs: number | null;
 }
 
 export interface SchedulerSettings {
@@ -249,5 +253,6 @@ function jobSettings(r: EnvReader): JobSettings {
     maxAttempts: r.int("JOB_MAX_ATTEMPTS", DEFAULT_JOB_MAX_ATTEMPTS, 1, 100),
     heartbeatMs: r.int("JOB_HEARTBEAT_MS", DEFAULT_JOB_HEARTBEAT_MS, 100, 600_000),
     insertBatchRows: r.int("INSERT_BATCH_ROWS", DEFAULT_INSERT_BATCH_ROWS, 1, 100_000),
+    retentionMs: r.duration("JOB_RETENTION", MIN_JOB_RETENTION_MS),
   };
 }

@@ -7,7 +7,7 @@ import { shareOf } from "../throttle/budget";
 import { Semaphore } from "../throttle/semaphore";
 import type { LimiterHub, LimitSpec } from "../throttle";
 import type { Config } from "./config";
-import type { Database } from "./database";
+import { slowPermitsFor, type Database } from "./database";
 import { budgetConnections, CONNECTION_HANDOVER_DELAY_MS, gateConnections } from "./db";
 import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./names";
 
@@ -54,17 +54,28 @@ export function connectionSlots(config: Config, database: Database, absent: (hol
 export function gateOperations(config: Config, database: Database, limits: LimiterHub): void {
   const dbRate = config.db.rate;
   gateConnections(database.db, {
-    acquire: async () => {
-      const permit = await database.gate.acquire();
-      if (!dbRate) return permit;
+    acquire: async (slow) => {
+      const lane = slow ? await database.slowGate.acquire() : null;
+      let permit: () => void;
+      try {
+        permit = await database.gate.acquire();
+      } catch (err) {
+        lane?.();
+        throw err;
+      }
+      const both = () => {
+        permit();
+        lane?.();
+      };
+      if (!dbRate) return both;
       try {
         const slot = await limits.hold(DB_RESOURCE, { maxConcurrent: config.db.budget, rate: dbRate });
         return () => {
           slot();
-          permit();
+          both();
         };
       } catch (err) {
-        permit();
+        both();
         throw err;
       }
     },
@@ -103,6 +114,7 @@ export function budgetPool(
       const size = Math.max(1, Math.min(config.db.nodeConcurrency, shareOf(config.db.budget, members(), nodeId)));
       pool.resize(size);
       jobPermits.setLimit(jobPermitsFor(size));
+      database.slowGate.setLimit(slowPermitsFor(size));
     },
     async withSlot(fn) {
       if (!pool) return fn();

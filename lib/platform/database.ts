@@ -17,9 +17,14 @@ export interface Database {
   db: Sequelize;
   /** As many permits as pooled connections: waiting happens in the bulkhead's bounded queue, never in the pool's (which times out after 30 s). */
   gate: Semaphore;
+  /** Slow work's permits (lib/platform/db.ts inSlowLane): all connections but one, where there are two. */
+  slowGate: Semaphore;
   /** The pool's size before the budget resizes it. */
   poolMax: number;
 }
+
+/** Slow work may hold every connection but one. */
+export const slowPermitsFor = (poolSize: number): number => Math.max(1, poolSize - 1);
 
 export async function openDatabase(config: Config): Promise<Database> {
   let embedded: EmbeddedPostgres | null = null;
@@ -37,5 +42,6 @@ export async function openDatabase(config: Config): Promise<Database> {
   // The random part tells a restarted node from the process it replaced.
   const holder = applicationName(config.nodeId, crypto.randomBytes(3).toString("hex"));
   const db = openSequelize(url, holder, poolMax);
-  return { url, embedded, holder, db, gate: new Semaphore("db", poolMax, config.db.queueMax), poolMax };
+  const gate = new Semaphore("db", poolMax, config.db.queueMax);
+  return { url, embedded, holder, db, gate, slowGate: new Semaphore("db:slow", slowPermitsFor(poolMax), config.db.queueMax), poolMax };
 }

@@ -1,5 +1,20 @@
 import pg from "pg";
 import { Sequelize } from "sequelize";
+import { AsyncLocalStorage } from "node:async_hooks";
+
+// Work that may hold a connection for long (a job's transaction, maintenance, searches) runs in
+// the slow lane: it takes at most all connections but one, so quick reads never wait behind it.
+const slowLane = new AsyncLocalStorage<true>();
+
+/** Runs `fn` in the slow lane: every connection it checks out counts against the slow work's share. */
+export function inSlowLane<T>(fn: () => Promise<T>): Promise<T> {
+  return slowLane.run(true, fn);
+}
+
+/** `fn` in the slow lane when `slow` (a search, say, but not a plain page read). */
+export function inSlowLaneIf<T>(slow: boolean, fn: () => Promise<T>): Promise<T> {
+  return slow ? inSlowLane(fn) : fn();
+}
 
 // int8 (bigint ids, count(*)) arrives as a string by default. Every such value here is far below
 // 2^53, so numbers are both safe and what the API promises.
@@ -41,7 +56,7 @@ interface ConnectionManager {
  * the pool; the check-out waits for a permit, and the permit returns with the connection. So
  * nothing reaches Postgres around the throttle, and a transaction holds one permit throughout.
  */
-export function gateConnections(db: Sequelize, gate: { acquire(): Promise<() => void> }): void {
+export function gateConnections(db: Sequelize, gate: { acquire(slow: boolean): Promise<() => void> }): void {
   const cm = db.connectionManager as unknown as ConnectionManager;
   const permits = new WeakMap<object, () => void>();
   const get = cm.getConnection.bind(cm);
@@ -52,7 +67,7 @@ export function gateConnections(db: Sequelize, gate: { acquire(): Promise<() => 
     permits.delete(connection);
   };
   cm.getConnection = async (options) => {
-    const permit = await gate.acquire();
+    const permit = await gate.acquire(slowLane.getStore() === true);
     try {
       const connection = await get(options);
       permits.set(connection, permit);

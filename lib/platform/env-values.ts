@@ -7,6 +7,8 @@ import { ConfigError } from "./errors";
 
 export type Env = Record<string, string | undefined>;
 
+const DURATION_UNITS_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
 export class EnvReader {
   constructor(private readonly env: Env) {}
 
@@ -49,6 +51,19 @@ export class EnvReader {
     } catch (err) {
       throw new ConfigError(name, (err as Error).message);
     }
+  }
+
+  /**
+   * A duration such as `7d`, `12h`, `30m` or `90s` (a number and one unit), in ms; null when
+   * unset. Below `min` is refused: a typo must not delete what it was meant to keep.
+   */
+  duration(name: string, min: number): number | null {
+    const raw = this.read(name);
+    if (raw === undefined) return null;
+    const m = /^(\d{1,6})(s|m|h|d)$/.exec(raw);
+    const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS] : NaN;
+    if (!(ms >= min)) throw new ConfigError(name, `expected a duration of at least ${min / 1000} s such as 7d, 12h or 30m, got "${raw}"`);
+    return ms;
   }
 
   /** A comma-separated list, entries trimmed, empty ones dropped. */

@@ -19,3 +19,7 @@ export const EVENT_QUARTER = "idTasks.quarter";
 export const DB_CONNECTIONS_RESOURCE = "db:connections";
 /** The cluster-wide limiter of database operations (only with DB_RATE). */
 export const DB_RESOURCE = "db";
+/** A queue was paused or resumed: the queue's view. */
+export const EVENT_QUEUES_CHANGED = "queues.changed";
+/** A limit was changed at runtime (PATCH /api/throttle): { resource, maxConcurrent?, rate? }. */
+export const EVENT_THROTTLE_CHANGED = "throttle.changed";

@@ -3,6 +3,10 @@
 import type { Sluice } from "../../runtime";
 import { createTestDatabase, describeWithServers, http, startEmbedded } from "../support/env";
 import { serveGeneratedSite } from "../../fixtures/site-server";
+import fs from "node:fs";
+import path from "node:path";
+
+const CONSOLE_DIR = path.join(__dirname, "..", "..", "public", "console");
 
 describeWithServers(["DATABASE_URL"], "backlog", () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -48,13 +52,28 @@ describeWithServers(["DATABASE_URL"], "backlog", () => {
     expect((await http(api, "GET", "/api/backlog")).body.crawlUrls).toBe(1);
   });
 
-  it("serves the dashboard, and every list and figure it reads answers 200", async () => {
+  it("serves the console, its vendor modules, and every list and figure it reads answers 200", async () => {
     const page = await fetch(`${api}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toMatch(/text\/html/);
     const html = await page.text();
-    const reads = [...html.matchAll(/call\("GET", "([^"]+)"\)/g)].map((m) => m[1]!);
-    expect(reads).toEqual(expect.arrayContaining(["/api/backlog", "/api/throttle", "/api/crawls?limit=50", "/api/jobs?limit=20"]));
-    for (const path of reads) expect([path, (await http(api, "GET", path)).status]).toEqual([path, 200]);
+    // The import map's modules come from node_modules through /vendor: nothing from outside.
+    const vendor = [...html.matchAll(/"(\/vendor\/[^"]+)"/g)].map((m) => m[1]!);
+    expect(vendor).toEqual(expect.arrayContaining(["/vendor/preact.module.js", "/vendor/htm-preact.module.js", "/vendor/uPlot.esm.js"]));
+    for (const path of vendor) {
+      const res = await fetch(`${api}${path}`);
+      expect([path, res.status, res.headers.get("content-type")]).toEqual([path, 200, expect.stringMatching(/^text\/(javascript|css)/)]);
+    }
+    expect(html).not.toMatch(/(src|href)="https?:/);
+    // The fixed reads of the console's modules (get("/api/...") with no parameters in the path).
+    const modules = fs
+      .readdirSync(CONSOLE_DIR, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith(".js"));
+    const reads = new Set(
+      modules.flatMap((f) => [...fs.readFileSync(path.join(CONSOLE_DIR, f), "utf8").matchAll(/get\("(\/api\/[^"?]+)/g)].map((m) => m[1]!)),
+    );
+    expect([...reads]).toEqual(expect.arrayContaining(["/api/backlog", "/api/throttle", "/api/queues", "/api/nodes"]));
+    for (const read of reads) expect([read, (await http(api, "GET", read)).status]).toEqual([read, 200]);
   });
 });

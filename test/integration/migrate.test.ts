@@ -20,13 +20,24 @@ const EXPECTED_TABLES = [
   "dispatched_minutes",
   "id_task_slots",
   "id_tasks",
+  "job_events",
   "jobs",
+  "maintenance_runs",
   "pages",
+  "queues",
   "rows",
   "sluice_migrations",
+  "table_counts",
   "users",
 ];
-const MIGRATIONS = ["0001_init.sql", "0002_frontier_attempts.sql", "0003_rows.sql", "0004_crawl_jobs.sql", "0005_id_tasks.sql"];
+const MIGRATIONS = [
+  "0001_init.sql",
+  "0002_frontier_attempts.sql",
+  "0003_rows.sql",
+  "0004_crawl_jobs.sql",
+  "0005_id_tasks.sql",
+  "0006_console.sql",
+];
 
 describeWithServers(["DATABASE_URL"], "migrations on PostgreSQL", () => {
   it("four concurrent runs apply each migration exactly once", async () => {
