@@ -25,6 +25,7 @@ import {
 } from "../lib/api/params";
 import { DbMixin } from "../mixins/db.mixin";
 import { defineUser } from "../models/users";
+import { countOf } from "../models/counts";
 import type { Runtime } from "../lib/contracts";
 
 const MAX_NAME_LENGTH = 500;
@@ -93,6 +94,7 @@ interface ListParams {
 /** What moleculer-db's methods take from us: only values parsed below. */
 interface DbMethods {
   _list(ctx: Context, params: object): Promise<object>;
+  _find(ctx: Context, params: object): Promise<object[]>;
   _get(ctx: Context, params: { id: number }): Promise<object>;
   _create(ctx: Context, params: UserFields): Promise<object>;
   _update(ctx: Context, params: UserFields & { id: number }): Promise<object>;
@@ -138,8 +140,13 @@ export default function usersService({ db }: Runtime): ServiceSchema {
     actions: {
       list: {
         params: listParams,
-        handler(ctx: Context<ListParams>) {
-          return this._list(ctx, listQuery(ctx.params));
+        async handler(ctx: Context<ListParams>) {
+          const q = listQuery(ctx.params);
+          if (q.query !== undefined || q.search !== undefined) return this._list(ctx, q);
+          // Unfiltered: moleculer-db's page, with the kept count (models/counts.ts) as the total
+          // instead of a count(*) of the whole table. The same shape as _list's answer.
+          const [rows, total] = await Promise.all([this._find(ctx, q), countOf(db, "users")]);
+          return { rows, total, page: q.page, pageSize: q.pageSize, totalPages: Math.ceil(total / q.pageSize) };
         },
       },
 

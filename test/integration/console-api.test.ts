@@ -265,6 +265,10 @@ describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
     const id = await insertJob(1234);
     await finished(`/api/jobs/${id}`);
     expect((await http(api, "GET", "/api/rows/count")).body.count).toBe(1234);
+    for (const externalId of [9001, 9002])
+      expect((await http(api, "POST", "/api/users", { externalId, name: `u${externalId}` })).status).toBeLessThan(300);
+    const users = (await http(api, "GET", "/api/users?pageSize=1")).body;
+    expect([users.total, users.totalPages]).toEqual([await count("users"), await count("users")]);
     // Searched and sorted, the list reads the table itself.
     const titled = (await http(api, "GET", "/api/pages?q=Page%201&sort=-title&limit=5")).body;
     expect(titled.items.length).toBeGreaterThan(0);
