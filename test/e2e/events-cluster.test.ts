@@ -1,0 +1,52 @@
+// Every api node serves GET /api/events: a console connected to one api node sees the updates of
+// a job another node runs, a queue paused through the other api node, and a node leaving. Three
+// OS processes over NATS and Postgres.
+import { createCluster, type Cluster } from "../support/cluster";
+import { describeWithServers, http, waitFor } from "../support/env";
+
+describeWithServers(["DATABASE_URL", "NATS_URL"], "the event stream across nodes", () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    cluster = await createCluster();
+  }, 60_000);
+  afterAll(() => cluster?.cleanup(), 60_000);
+
+  it("relays job progress, queue changes and nodes leaving to a console on another api node", async () => {
+    const watched = await cluster.start("watched", { services: "api" });
+    const other = await cluster.start("other", { services: "api" });
+    const worker = await cluster.start("worker", { services: "ingestor" });
+    await cluster.waitForNodes(["watched", "other", "worker"]);
+
+    const controller = new AbortController();
+    const res = await fetch(`${watched.api}/api/events`, { signal: controller.signal });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let text = "";
+    const until = (what: string, test: (t: string) => boolean) =>
+      waitFor(
+        async () => {
+          const { value } = await reader.read();
+          text += new TextDecoder().decode(value);
+          return test(text) ? true : undefined;
+        },
+        60_000,
+        what,
+      );
+    try {
+      const { body } = await http(other.api, "POST", "/api/inserts", { rows: 20_000 });
+      await until("the job to succeed on the stream", (t) => new RegExp(`"id":${body.id},[^\\n]*"status":"succeeded"`).test(t));
+      expect(text).toMatch(new RegExp(`event: jobs\\.updated\\ndata: \\{"id":${body.id},[^\\n]*"status":"running"`));
+      expect((await http(other.api, "PATCH", "/api/queues/insert", { paused: true })).status).toBe(200);
+      await until("the queue change on the stream", (t) => /event: queues\.changed\ndata: \{"name":"insert","paused":true/.test(t));
+      worker.kill();
+      await until("the worker to leave", (t) =>
+        /event: nodes\.changed\ndata: \{"nodeId":"[^"]*worker[^"]*","state":"disconnected"\}/.test(t),
+      );
+      await until("the limits' figures", (t) => /event: throttle\.stats\ndata: \{"resources":/.test(t));
+    } finally {
+      controller.abort();
+      await http(other.api, "PATCH", "/api/queues/insert", { paused: false });
+    }
+  }, 180_000);
+});
