@@ -101,7 +101,7 @@ export default function idTasksService({ db, config }: Runtime): ServiceSchema {
         async handler(ctx: Context<{ id: number }>) {
           const task = await view(ctx.params.id);
           const fill = await minuteFill(db, ctx.params.id);
-          return { rpm: task.rpm, items: fill.map((m) => ({ minute: new Date(m.minute * minuteMs), counts: m.counts })) };
+          return { rpm: task.rpm, minuteMs, items: fill.map((m) => ({ minute: new Date(m.minute * minuteMs), counts: m.counts })) };
         },
       },
 

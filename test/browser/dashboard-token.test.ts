@@ -1,60 +1,56 @@
-// (Page scripts are passed as strings: they run in the browser, not under this file's types.)
-// The dashboard in real Chromium against a Sluice with API_TOKEN and API_READ_TOKEN: it asks
-// for the token when the API answers 401, keeps it for the tab's session only, reads with the
-// read token and is refused (403) when it tries to write with it.
-import fs from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+// The console in real Chromium against a Sluice with API_TOKEN and API_READ_TOKEN: it asks for
+// the token when the API answers 401, keeps it for the tab's session only (sessionStorage), reads
+// with the read token and is refused (403) when it tries to write with it.
+import type { Browser, Page } from "playwright-core";
 import type { Sluice } from "../../runtime";
-import { REQUIRE_SERVICES, startEmbedded } from "../support/env";
+import { startEmbedded } from "../support/env";
+import { CHROMIUM_AVAILABLE, launchChromium, openConsole, ProblemLog, screenshot } from "./console-harness";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const WRITE = "dashboard-write-token-0123456789";
 const READ = "dashboard-read-token-0123456789";
-const available = fs.existsSync(CHROMIUM);
-if (!available && REQUIRE_SERVICES) throw new Error(`REQUIRE_SERVICES=1 but there is no Chromium at ${CHROMIUM}`);
 
-(available ? describe : describe.skip)("the dashboard asks for a token (Chromium)", () => {
+(CHROMIUM_AVAILABLE ? describe : describe.skip)("the console asks for a token (Chromium)", () => {
   let sluice: Sluice;
   let browser: Browser;
+  const log = new ProblemLog();
 
   beforeAll(async () => {
-    sluice = await startEmbedded({ API_TOKEN: WRITE, API_READ_TOKEN: READ });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
-    });
+    [sluice, browser] = await Promise.all([startEmbedded({ API_TOKEN: WRITE, API_READ_TOKEN: READ }), launchChromium()]);
   });
   afterAll(async () => {
     await browser?.close();
     await sluice?.stop();
   });
+  afterEach(async () => {
+    for (const context of browser.contexts()) await context.close();
+    expect(log.take()).toEqual([]);
+  });
 
-  const open = async (): Promise<Page> => {
-    const page = await (await browser.newContext()).newPage();
-    await page.goto(`${sluice.apiUrl}/`);
-    return page;
-  };
+  const open = (): Promise<Page> => openConsole(browser, log, sluice.apiUrl!, "/throttle");
   const logIn = async (page: Page, token: string) => {
     await page.locator("#login").waitFor({ state: "visible" });
     await page.fill("#login input[name=token]", token);
     await page.click("#login button");
-    await page.locator("#login").waitFor({ state: "hidden" });
+    await page.locator("#login").waitFor({ state: "detached" });
   };
 
   it("shows nothing without the token, everything with it, and keeps it in sessionStorage only", async () => {
     const page = await open();
     await page.locator("#login").waitFor({ state: "visible" });
-    expect(await page.locator("#error").textContent()).toMatch(/NO_TOKEN/);
+    expect(await page.locator("#auth-error").textContent()).toMatch(/NO_TOKEN/);
     expect(await page.locator("#limits tr").count()).toBe(0);
+    await screenshot(page, "login");
     await logIn(page, WRITE);
-    await page.locator("#limits tr").first().waitFor();
+    await page.locator("#limits tbody tr").first().waitFor();
     await page.locator("#session").waitFor({ state: "visible" });
     expect(await page.evaluate('[sessionStorage.getItem("sluice.token"), localStorage.length, document.cookie]')).toEqual([WRITE, 0, ""]);
 
+    await page.goto(`${sluice.apiUrl}/#/jobs`);
     await page.fill("#insert input[name=rows]", "1000");
     await page.click("#insert button");
-    await page.locator("#jobs tr", { hasText: "insert" }).first().waitFor();
-    expect(await page.locator("#error").textContent()).toBe("");
+    await page.waitForURL(/#\/jobs\/\d+$/);
+    await page.locator(".job[data-status=succeeded]").waitFor();
+    expect(log.writes).toEqual(["POST /api/inserts"]);
 
     // Another tab (a new browser context) has no token: it asks again.
     const other = await open();
@@ -67,13 +63,21 @@ if (!available && REQUIRE_SERVICES) throw new Error(`REQUIRE_SERVICES=1 but ther
     expect(await page.evaluate('sessionStorage.getItem("sluice.token")')).toBeNull();
   });
 
-  it("reads with the read-only token and says so when it tries to write", async () => {
+  it("reads with the read-only token, hides the writes, and is refused when it writes anyway", async () => {
     const page = await open();
     await logIn(page, READ);
-    await page.locator("#limits tr").first().waitFor();
-    await page.fill("#insert input[name=rows]", "10");
-    await page.click("#insert button");
-    await page.locator("#error", { hasText: "FORBIDDEN" }).waitFor();
-    expect(await page.locator("#login").isVisible()).toBe(false);
+    await page.locator("#limits tbody tr").first().waitFor();
+    await page.locator("#read-only").waitFor();
+    await page.goto(`${sluice.apiUrl}/#/jobs`);
+    await page.locator("#jobs-title").waitFor();
+    expect(await page.locator("#insert").count()).toBe(0);
+    const refused = await page.evaluate(
+      `fetch("/api/inserts", { method: "POST", headers: { "content-type": "application/json", authorization: "Bearer " + sessionStorage.getItem("sluice.token") }, body: '{"rows":10}' })
+        .then(async (r) => [r.status, (await r.json()).error.code])`,
+    );
+    expect(refused).toEqual([403, "FORBIDDEN"]);
+    expect(await page.locator("#login").count()).toBe(0);
+    // What the token may do came from GET /api/whoami: the only write is the refused one above.
+    expect(log.writes).toEqual(["POST /api/inserts"]);
   });
 });

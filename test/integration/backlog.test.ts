@@ -73,7 +73,7 @@ describeWithServers(["DATABASE_URL"], "backlog", () => {
     const reads = new Set(
       modules.flatMap((f) => [...fs.readFileSync(path.join(CONSOLE_DIR, f), "utf8").matchAll(/get\("(\/api\/[^"?]+)/g)].map((m) => m[1]!)),
     );
-    expect([...reads]).toEqual(expect.arrayContaining(["/api/backlog", "/api/throttle", "/api/queues", "/api/nodes"]));
+    expect([...reads]).toEqual(expect.arrayContaining(["/api/whoami", "/api/jobs", "/api/crawls", "/api/nodes"]));
     for (const read of reads) expect([read, (await http(api, "GET", read)).status]).toEqual([read, 200]);
   });
 });
