@@ -59,8 +59,7 @@ export async function runRegistered(
     else if (live) live = { ...live, progress: update.progress, throughput: update.throughput };
     broadcast(view);
   };
-  // A job holds a connection for its whole transaction: the slow lane leaves one for quick reads.
-  const finished = inSlowLane(() => runInsertJob({ ...deps, announce }, id, controller.signal));
+  const finished = runInsertJob({ ...deps, announce }, id, controller.signal);
   const entry: ActiveJob = {
     abort: (reason = "stopped") => controller.abort(reason),
     view: () => live,
@@ -114,31 +113,41 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
     if (lost) throw new JobStoppedError(id, "claim lost");
   };
   try {
-    const finished = await db.transaction(async (t) => {
-      for (const size of batchSizes(total, settings.insertBatchRows)) {
-        checkpoint();
-        await insertRowBatch(db, randomRowBatch(size), t);
-        done += size;
-        if (Date.now() - lastEvent >= PROGRESS_EVENT_MS || done === total) {
-          lastEvent = Date.now();
-          deps.announce({
-            id,
-            status: "running",
-            progress: { done, total },
-            throughput: throughput(),
-            nodeId: deps.nodeId,
-            attempts: claim.attempt,
-          });
+    // The transaction holds its connection throughout: the slow lane leaves one for quick reads.
+    // Only the transaction: the heartbeat and progress writes (timers started outside it) are
+    // quick, and must never wait behind the job's own slow permit.
+    const finished = await inSlowLane(() =>
+      db.transaction(async (t) => {
+        for (const size of batchSizes(total, settings.insertBatchRows)) {
+          checkpoint();
+          await insertRowBatch(db, randomRowBatch(size), t);
+          done += size;
+          if (Date.now() - lastEvent >= PROGRESS_EVENT_MS || done === total) {
+            lastEvent = Date.now();
+            deps.announce({
+              id,
+              status: "running",
+              progress: { done, total },
+              throughput: throughput(),
+              nodeId: deps.nodeId,
+              attempts: claim.attempt,
+            });
+          }
         }
-      }
-      checkpoint();
-      const seconds = (Date.now() - started) / 1000;
-      // The rows' count moves with their commit, and only then (models/counts.ts).
-      await addToCount(db, "rows", done, t);
-      const row = await finishClaim(db, claim, { status: "succeeded", done, throughput: throughput(), result: { rows: done, seconds } }, t);
-      if (!row) throw new JobStoppedError(id, "claim lost");
-      return row;
-    });
+        checkpoint();
+        const seconds = (Date.now() - started) / 1000;
+        // The rows' count moves with their commit, and only then (models/counts.ts).
+        await addToCount(db, "rows", done, t);
+        const row = await finishClaim(
+          db,
+          claim,
+          { status: "succeeded", done, throughput: throughput(), result: { rows: done, seconds } },
+          t,
+        );
+        if (!row) throw new JobStoppedError(id, "claim lost");
+        return row;
+      }),
+    );
     deps.announce(finished);
     return finished;
   } catch (err) {

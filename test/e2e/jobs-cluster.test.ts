@@ -76,8 +76,13 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       await waitFor(
         async () => {
           for (const nodeID of announcers) {
-            const known = await client.call<{ name: string }[], object>("$node.events", { onlyAvailable: true }, { nodeID });
-            if (!known.some((e) => e.name === "jobs.updated")) return undefined;
+            // The watcher's own subscription: other services (the api's event relay) listen to it too.
+            const known = await client.call<{ name: string; endpoints?: { nodeID: string }[] }[], object>(
+              "$node.events",
+              { onlyAvailable: true, withEndpoints: true },
+              { nodeID },
+            );
+            if (!known.some((e) => e.name === "jobs.updated" && e.endpoints?.some((ep) => ep.nodeID === client.nodeID))) return undefined;
           }
           return true;
         },

@@ -327,6 +327,14 @@ describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
     expect(Math.max(...minutes.items.map(total))).toBeLessThanOrEqual(10);
     expect((await http(api, "GET", "/api/id-tasks/999999/minutes")).status).toBe(404);
     expect((await http(api, "PATCH", `/api/id-tasks/${body.id}`, { paused: true })).status).toBe(200);
+    // A stopped id-task runs again when retried: its ids are planned again, from the current minute on.
+    expect((await http(api, "POST", `/api/jobs/${body.id}/stop`)).body.status).toBe("cancelled");
+    const retried = await http(api, "POST", `/api/jobs/${body.id}/retry`);
+    expect([retried.status, retried.body.status]).toEqual([202, "pending"]);
+    const task = (await http(api, "GET", `/api/id-tasks/${body.id}`)).body;
+    expect(task.counts).toMatchObject({ planned: 25, failed: 0 });
+    expect(Date.parse(task.firstMinuteAt)).toBeGreaterThanOrEqual(Math.floor(Date.now() / 60_000) * 60_000 - 60_000);
+    expect((await events(body.id)).items.map((e: { type: string }) => e.type)).toEqual(["created", "stopped", "retry"]);
   });
 });
 
