@@ -4,7 +4,7 @@
 // transaction ends by marking the job succeeded, guarded by its claim: a job that was stopped or
 // taken over meanwhile cannot commit its rows.
 import type { Sequelize, Transaction } from "sequelize";
-import { LIST_COUNT_CAP, select, selectOne } from "./query";
+import { cappedCount, select, selectOne, type ListTotal } from "./query";
 import { queuePaused } from "./queues";
 
 export const JOB_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
@@ -135,26 +135,22 @@ export function jobSearchQuery(q: string | undefined): string | null {
   return words.length === 0 ? null : words.map((w) => `'${w}':*`).join(" & ");
 }
 
-export async function listJobs(db: Sequelize, f: JobFilter): Promise<{ rows: JobRow[]; total: number; totalIsLowerBound: boolean }> {
+export async function listJobs(db: Sequelize, f: JobFilter): Promise<{ rows: JobRow[] } & ListTotal> {
   const search = jobSearchQuery(f.q);
   const byId = f.q && /^\d{1,9}$/.test(f.q.trim()) ? Number(f.q.trim()) : null;
   const where = `($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2)
     AND ($3::text IS NULL OR ${JOB_SEARCH} @@ to_tsquery('simple', $3) OR id = $4::int)
     AND ($5::timestamptz IS NULL OR created_at > $5)`;
   const bind = [f.status ?? null, f.kind ?? null, search, byId, f.createdAfter ?? null];
-  const [items, count] = await Promise.all([
+  const [rows, total] = await Promise.all([
     select<JobRow>(db, `SELECT * FROM jobs WHERE ${where} ORDER BY ${ORDER_BY[f.sort ?? "-id"]} LIMIT $6 OFFSET $7`, [
       ...bind,
       f.limit,
       f.offset,
     ]),
-    selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM jobs WHERE ${where} LIMIT $6) capped`, [
-      ...bind,
-      LIST_COUNT_CAP + 1,
-    ]),
+    cappedCount(db, `FROM jobs WHERE ${where}`, bind),
   ]);
-  const n = count!.n;
-  return { rows: items, total: Math.min(n, LIST_COUNT_CAP), totalIsLowerBound: n > LIST_COUNT_CAP };
+  return { rows, ...total };
 }
 
 /**

@@ -1,6 +1,8 @@
 // The pages table: the Sequelize model behind the pages API, and the ingestor's batch upsert.
 import { DataTypes, QueryTypes, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
-import { select, selectOne } from "./query";
+import { escapeLike } from "../lib/api/params";
+import { countOf } from "./counts";
+import { cappedCount, select, type ListTotal } from "./query";
 
 /** One fetched page as the crawler sends it on the pages channel and the ingestor stores it. */
 export interface PageRecord {
@@ -117,21 +119,21 @@ export interface PageListRow {
 
 /**
  * A page of the pages table without bodies, filtered by crawl and by `q` (in the URL or the
- * title), in a sort order of the allow-list. Counted up to `countCap`; the caller has the exact
- * total of an unfiltered list from the kept count.
+ * title), in a sort order of the allow-list. Unfiltered, the total is the kept count (exact at
+ * any size); filtered, it is counted up to the cap.
  */
 export async function listPages(
   db: Sequelize,
   f: { crawlId?: number; q?: string; sort?: PageSort; limit: number; offset: number },
-  countCap: number,
-): Promise<{ rows: PageListRow[]; counted: number }> {
+): Promise<{ rows: PageListRow[] } & ListTotal> {
   const sort = f.sort ?? "id";
   const column = PAGE_SORT_COLUMNS[sort.replace(/^-/, "")]!;
   const order = `${column} ${sort.startsWith("-") ? "DESC" : "ASC"}, id`;
-  const like = f.q ? `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  const like = f.q ? `%${escapeLike(f.q)}%` : null;
   const where = `($1::int IS NULL OR crawl_id = $1) AND ($2::text IS NULL OR url ILIKE $2 OR title ILIKE $2)`;
   const bind = [f.crawlId ?? null, like];
-  const [rows, count] = await Promise.all([
+  const filtered = f.crawlId !== undefined || like !== null;
+  const [rows, total] = await Promise.all([
     select<PageListRow>(
       db,
       `SELECT id, url, crawl_id AS "crawlId", status, title, content_type AS "contentType", bytes, links, depth,
@@ -139,10 +141,7 @@ export async function listPages(
          FROM pages WHERE ${where} ORDER BY ${order} LIMIT $3 OFFSET $4`,
       [...bind, f.limit, f.offset],
     ),
-    selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM pages WHERE ${where} LIMIT $3) capped`, [
-      ...bind,
-      countCap + 1,
-    ]),
+    filtered ? cappedCount(db, `FROM pages WHERE ${where}`, bind) : countOf(db, "pages").then((n) => ({ total: n })),
   ]);
-  return { rows: rows.map((r) => ({ ...r, id: Number(r.id) })), counted: count!.n };
+  return { rows: rows.map((r) => ({ ...r, id: Number(r.id) })), ...total };
 }

@@ -17,3 +17,19 @@ export const selectOne = async <T extends object>(
 // A filtered list's total is counted up to this many rows (a count that reads at most this much);
 // past it the list says its total is a lower bound.
 export const LIST_COUNT_CAP = 10_000;
+
+/** A list's total, and whether it is only a lower bound (the count stopped at LIST_COUNT_CAP). */
+export interface ListTotal {
+  total: number;
+  totalIsLowerBound?: true;
+}
+
+/** Counts the rows of `fromWhere` (`FROM … WHERE …`, binding `bind`) up to LIST_COUNT_CAP. */
+export async function cappedCount(db: Sequelize, fromWhere: string, bind: unknown[]): Promise<ListTotal> {
+  const row = await selectOne<{ n: number }>(
+    db,
+    `SELECT count(*)::int AS n FROM (SELECT 1 ${fromWhere} LIMIT $${bind.length + 1}) capped`,
+    [...bind, LIST_COUNT_CAP + 1],
+  );
+  return row!.n > LIST_COUNT_CAP ? { total: LIST_COUNT_CAP, totalIsLowerBound: true } : { total: row!.n };
+}

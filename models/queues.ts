@@ -2,6 +2,7 @@
 // statements that take work (leaseUrls, claimJob, dispatchDue), so it holds on every node at
 // once, with no cache to go stale.
 import type { Sequelize } from "sequelize";
+import { readBacklog } from "./backlog";
 import { select, selectOne } from "./query";
 
 export const QUEUE_NAMES = ["crawl", "insert", "ids"] as const;
@@ -13,24 +14,22 @@ export const queuePaused = (name: QueueName): string => `EXISTS (SELECT 1 FROM q
 export interface QueueView {
   name: QueueName;
   paused: boolean;
-  /** Work waiting: queued frontier URLs, pending insert jobs, or ids planned for minutes already due and not yet done. */
+  /** Work waiting: queued frontier URLs, pending insert jobs, or ids sent in their minute and not yet taken. */
   depth: number;
   updatedAt: Date;
 }
 
 export async function listQueues(db: Sequelize): Promise<QueueView[]> {
-  const rows = await select<{ name: QueueName; paused: boolean; updated_at: Date; depth: string }>(
-    db,
-    `SELECT q.name, q.paused, q.updated_at,
-            CASE q.name
-              WHEN 'crawl' THEN (SELECT count(*) FROM crawl_urls WHERE state = 'queued')
-              WHEN 'insert' THEN (SELECT count(*) FROM jobs WHERE kind = 'insert' AND status = 'pending')
-              ELSE (SELECT count(*) FROM id_task_slots WHERE state = 'dispatched')
-            END AS depth
-       FROM queues q ORDER BY array_position(ARRAY['crawl', 'insert', 'ids'], q.name)`,
-    [],
-  );
-  return rows.map((r) => ({ name: r.name, paused: r.paused, depth: Number(r.depth), updatedAt: r.updated_at }));
+  // The depths are the backlog's figures (models/backlog.ts), under the queues' names.
+  const [rows, backlog] = await Promise.all([
+    select<{ name: QueueName; paused: boolean; updated_at: Date }>(db, `SELECT name, paused, updated_at FROM queues`, []),
+    readBacklog(db),
+  ]);
+  const depth: Record<QueueName, number> = { crawl: backlog.crawlUrls, insert: backlog.insertJobs, ids: backlog.ids };
+  return QUEUE_NAMES.flatMap((name) => {
+    const row = rows.find((r) => r.name === name);
+    return row ? [{ name, paused: row.paused, depth: depth[name], updatedAt: row.updated_at }] : [];
+  });
 }
 
 export async function setQueuePaused(db: Sequelize, name: QueueName, paused: boolean): Promise<void> {

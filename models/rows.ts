@@ -3,7 +3,8 @@
 import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
 import type { RowBatch } from "../lib/loading/random-rows";
 import { countOf } from "./counts";
-import { select, selectOne } from "./query";
+import { escapeLike } from "../lib/api/params";
+import { cappedCount, select, type ListTotal } from "./query";
 
 export async function insertRowBatch(db: Sequelize, batch: RowBatch, transaction: Transaction): Promise<void> {
   await db.query(`INSERT INTO rows (name, value) SELECT * FROM unnest($1::text[], $2::integer[])`, {
@@ -37,27 +38,25 @@ export async function clearRows(db: Sequelize): Promise<number | null> {
 export const ROW_SORTS = ["id", "-id", "name", "-name", "value", "-value"] as const;
 export type RowSort = (typeof ROW_SORTS)[number];
 
-/** A page of rows in a sort order of the allow-list, filtered by `q` in the name (counted up to `countCap`). */
+/**
+ * A page of rows in a sort order of the allow-list, filtered by `q` in the name. Unfiltered, the
+ * total is the kept count (a count(*) of millions of rows would hold a connection); a search is
+ * counted up to the cap.
+ */
 export async function listRows(
   db: Sequelize,
   f: { q?: string; sort?: RowSort; limit: number; offset: number },
-  countCap: number,
-): Promise<{ rows: { id: number; name: string; value: number; createdAt: Date }[]; counted: number }> {
+): Promise<{ rows: { id: number; name: string; value: number; createdAt: Date }[] } & ListTotal> {
   const sort = f.sort ?? "id";
   const order = `${sort.replace(/^-/, "")} ${sort.startsWith("-") ? "DESC" : "ASC"}, id`;
-  const like = f.q ? `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
-  const [rows, count] = await Promise.all([
+  const like = f.q ? `%${escapeLike(f.q)}%` : null;
+  const [rows, total] = await Promise.all([
     select<{ id: string; name: string; value: number; created_at: Date }>(
       db,
       `SELECT id, name, value, created_at FROM rows WHERE ($1::text IS NULL OR name ILIKE $1) ORDER BY ${order} LIMIT $2 OFFSET $3`,
       [like, f.limit, f.offset],
     ),
-    like === null
-      ? Promise.resolve({ n: 0 })
-      : selectOne<{ n: number }>(db, `SELECT count(*)::int AS n FROM (SELECT 1 FROM rows WHERE name ILIKE $1 LIMIT $2) capped`, [
-          like,
-          countCap + 1,
-        ]),
+    like === null ? countOf(db, "rows").then((n) => ({ total: n })) : cappedCount(db, "FROM rows WHERE name ILIKE $1", [like]),
   ]);
-  return { rows: rows.map((r) => ({ id: Number(r.id), name: r.name, value: r.value, createdAt: r.created_at })), counted: count!.n };
+  return { rows: rows.map((r) => ({ id: Number(r.id), name: r.name, value: r.value, createdAt: r.created_at })), ...total };
 }

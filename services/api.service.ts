@@ -62,14 +62,10 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
     // Relayed to this node's event streams (GET /api/events).
     events: Object.fromEntries([
       ...RELAYED_EVENTS.map((event) => [event, (ctx: Context) => fanout.publish(event, ctx.params)]),
-      [
-        "$node.connected",
-        (ctx: Context<{ node: { id: string } }>) => fanout.publish("nodes.changed", { nodeId: ctx.params.node.id, state: "connected" }),
-      ],
-      [
-        "$node.disconnected",
-        (ctx: Context<{ node: { id: string } }>) => fanout.publish("nodes.changed", { nodeId: ctx.params.node.id, state: "disconnected" }),
-      ],
+      ...(["connected", "disconnected"] as const).map((state) => [
+        `$node.${state}`,
+        (ctx: Context<{ node: { id: string } }>) => fanout.publish("nodes.changed", { nodeId: ctx.params.node.id, state }),
+      ]),
     ]),
     mixins: [ApiGateway],
     settings: {

@@ -87,9 +87,9 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
         ) {
           const { limit, offset } = pageOf(ctx.params);
           const createdAfter = parseTime("createdAfter", ctx.params.createdAfter);
-          const { rows, total, totalIsLowerBound } = await listJobs(db, { ...ctx.params, createdAfter, limit, offset });
+          const { rows, ...total } = await listJobs(db, { ...ctx.params, createdAfter, limit, offset });
           const items = await withCrawlProgress(db, rows.map(presentJob));
-          return { items, total, ...(totalIsLowerBound ? { totalIsLowerBound } : {}), limit, offset };
+          return { items, ...total, limit, offset };
         },
       },
 

@@ -8,7 +8,6 @@ import type { Runtime } from "../lib/contracts";
 import { idParam, pageOf, paginationParams } from "../lib/api/params";
 import { countOf } from "../models/counts";
 import { inSlowLaneIf } from "../lib/platform/db";
-import { LIST_COUNT_CAP } from "../models/query";
 import { listPages, PAGE_SORTS, type PageSort } from "../models/pages";
 
 interface PageQuery {
@@ -49,21 +48,11 @@ export default function pagesService({ db }: Runtime): ServiceSchema {
         },
         async handler(ctx: Context<PageQuery & { q?: string; sort?: PageSort }>) {
           const { limit, offset } = pageOf(ctx.params);
-          const filtered = ctx.params.crawl !== undefined || Boolean(ctx.params.q);
-          const [{ rows, counted }, kept] = await Promise.all([
-            // A text search reads many rows: the slow lane, so quick reads never wait behind it.
-            inSlowLaneIf(Boolean(ctx.params.q), () =>
-              listPages(
-                db,
-                { crawlId: ctx.params.crawl, q: ctx.params.q || undefined, sort: ctx.params.sort, limit, offset },
-                LIST_COUNT_CAP,
-              ),
-            ),
-            filtered ? null : countOf(db, "pages"),
-          ]);
-          // Unfiltered: the kept count, exact at any size. Filtered: counted up to the cap.
-          const total = kept ?? Math.min(counted, LIST_COUNT_CAP);
-          return { items: rows, total, ...(kept === null && counted > LIST_COUNT_CAP ? { totalIsLowerBound: true } : {}), limit, offset };
+          // A text search reads many rows: the slow lane, so quick reads never wait behind it.
+          const { rows, ...total } = await inSlowLaneIf(Boolean(ctx.params.q), () =>
+            listPages(db, { crawlId: ctx.params.crawl, q: ctx.params.q || undefined, sort: ctx.params.sort, limit, offset }),
+          );
+          return { items: rows, ...total, limit, offset };
         },
       },
 

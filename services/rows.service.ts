@@ -4,7 +4,6 @@ import type { Context, ServiceSchema } from "moleculer";
 import { ConflictError } from "../lib/platform/errors";
 import { pageOf, paginationParams } from "../lib/api/params";
 import { clearRows, listRows, ROW_SORTS, type RowSort } from "../models/rows";
-import { LIST_COUNT_CAP } from "../models/query";
 import { countOf } from "../models/counts";
 import { inSlowLaneIf } from "../lib/platform/db";
 import type { Runtime } from "../lib/contracts";
@@ -22,14 +21,8 @@ export default function rowsService({ db }: Runtime): ServiceSchema {
         async handler(ctx: Context<{ limit?: number; offset?: number; q?: string; sort?: RowSort }>) {
           const { limit, offset } = pageOf(ctx.params);
           const q = ctx.params.q || undefined;
-          // Unfiltered, the total is the kept count (models/counts.ts): a count(*) of millions of
-          // rows would hold a connection. A search is counted up to the cap.
-          const [{ rows, counted }, kept] = await Promise.all([
-            inSlowLaneIf(Boolean(q), () => listRows(db, { q, sort: ctx.params.sort, limit, offset }, LIST_COUNT_CAP)),
-            q ? null : countOf(db, "rows"),
-          ]);
-          const total = kept ?? Math.min(counted, LIST_COUNT_CAP);
-          return { items: rows, total, ...(kept === null && counted > LIST_COUNT_CAP ? { totalIsLowerBound: true } : {}), limit, offset };
+          const { rows, ...total } = await inSlowLaneIf(Boolean(q), () => listRows(db, { q, sort: ctx.params.sort, limit, offset }));
+          return { items: rows, ...total, limit, offset };
         },
       },
 

@@ -6,7 +6,7 @@ import { QueryTypes } from "sequelize";
 import { inSlowLane } from "../../lib/platform/db";
 import type { Sluice } from "../../runtime";
 import { serveGeneratedSite, type GeneratedSiteServer } from "../../fixtures/site-server";
-import { isFinished } from "../../fixtures/api-client";
+import { waitUntilFinished } from "../../fixtures/api-client";
 import { createTestDatabase, describeWithServers, http, startEmbedded, waitFor } from "../support/env";
 
 describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
@@ -16,15 +16,7 @@ describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
   let site: GeneratedSiteServer;
   let api = "";
   const sql = async <T extends object>(text: string, values: unknown[] = []) => (await direct.query<T>(text, values)).rows;
-  const finished = (path: string, timeoutMs = 60_000) =>
-    waitFor(
-      async () => {
-        const { body } = await http(api, "GET", path);
-        return isFinished(body.status) ? body : undefined;
-      },
-      timeoutMs,
-      `${path} to finish`,
-    );
+  const finished = (path: string, timeoutMs = 60_000) => waitUntilFinished(api, path, timeoutMs, `${path} to finish`);
   const insertJob = async (rows: number) => (await http(api, "POST", "/api/inserts", { rows })).body.id as number;
   const events = async (id: number) => (await http(api, "GET", `/api/jobs/${id}/events`)).body;
   const failEveryInsert = () => sql("ALTER TABLE rows ADD CONSTRAINT reject_all CHECK (value < 0) NOT VALID");
