@@ -10,6 +10,7 @@ import { budgetPool, connectionSlots, gateOperations, type PoolBudget } from "./
 import { openDatabase, type Database } from "./lib/platform/database";
 import { holderAbsence, nodesSharing } from "./lib/platform/membership";
 import { migrate } from "./lib/platform/migrate";
+import { copyInFor } from "./lib/platform/bulk-copy";
 import { LimiterHub } from "./lib/throttle";
 import type { Semaphore } from "./lib/throttle/semaphore";
 import { brokerOptions, nodesRunning } from "./moleculer.config";
@@ -20,6 +21,7 @@ import crawlsService from "./services/crawls.service";
 import idTasksService from "./services/id-tasks.service";
 import ingestorService from "./services/ingestor.service";
 import insertsService from "./services/inserts.service";
+import importsService from "./services/imports.service";
 import jobControlService from "./services/job-control.service";
 import jobRunnerService from "./services/job-runner.service";
 import jobAdminService from "./services/job-admin.service";
@@ -47,6 +49,7 @@ const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
     jobAdminService,
     queuesService,
     insertsService,
+    importsService,
     rowsService,
     idTasksService,
     usersService,
@@ -116,6 +119,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
       activeJobs,
       boot: boot.status,
       ownPorts: ports.all,
+      copyIn: copyInFor(database.embedded),
     });
     const migrated = boot.run(() => migrateSchema(config, database, limits, budget, boot, broker));
     await broker.start();

@@ -18,6 +18,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { http, waitForNodes, waitUntilFinished } from "../fixtures/api-client";
 import { freePort, startNode, uniqueNamespace } from "../fixtures/node-process";
 import { withClient } from "../fixtures/pg-client";
+import { waitFor } from "../fixtures/polling";
 import type { ScratchDatabase } from "../fixtures/scratch-db";
 import { randomRowBatch, type RowBatch } from "../lib/loading/random-rows";
 import { migrate } from "../lib/platform/migrate";
@@ -27,6 +28,8 @@ const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const NATS_URL = process.env.NATS_URL ?? null;
 const REDIS_URL = process.env.REDIS_URL ?? null;
+// The goal: a job's throughput at least this share of raw COPY's.
+const COPY_GOAL = 0.8;
 
 /** A seeded generator, so every baseline writes the same rows. */
 function seeded(seed: number): () => number {
@@ -97,8 +100,23 @@ async function sluiceJob(rows: number): Promise<{ seconds: number; ingestorPeakM
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitForNodes(base, nodes.length, 60_000);
-    const t0 = performance.now();
-    const { id } = (await http(base, "POST", "/api/inserts", { rows })).body;
+    // The api node lists both nodes before its channel adapter has connected; a job posted then
+    // is refused (503 NOT_QUEUED, marked failed, nothing written). Post again until one is
+    // queued: the clock starts at the POST that was.
+    let refused = 0;
+    const { id, t0 } = await waitFor(
+      async () => {
+        const postedAt = performance.now();
+        const res = await http(base, "POST", "/api/inserts", { rows });
+        if (res.status === 202) return { id: res.body.id as number, t0: postedAt };
+        refused++;
+        if (res.status !== 503) throw new Error(`POST /api/inserts answered ${res.status}: ${JSON.stringify(res.body)}`);
+        return undefined;
+      },
+      60_000,
+      "the cluster to queue a job",
+    );
+    if (refused > 0) log(`POST /api/inserts refused ${refused} time(s) before the cluster queued the job`);
     const job = await waitUntilFinished(base, `/api/jobs/${id}`, 600_000, `job ${id}`);
     const seconds = (performance.now() - t0) / 1000;
     if (job.status !== "succeeded") throw new Error(`job ${id} ended ${job.status}: ${job.error}`);
@@ -141,9 +159,11 @@ async function main(): Promise<void> {
     },
   ];
   console.table(table.map((r) => ({ ...r, seconds: r.seconds.toFixed(2), vsInsert: `${r.vsInsert.toFixed(2)}×` })));
+  // The goal is set against raw COPY, the fastest way pg can write the rows; INSERT stays for context.
   console.log(
-    `sluice vs raw COPY: ${(copy / big.seconds).toFixed(2)}×; goal ≥ 0.70× raw multi-row INSERT: ${insert / big.seconds >= 0.7 ? "met" : "NOT met"}`,
+    `sluice vs raw COPY: ${(copy / big.seconds).toFixed(2)}×; goal job ÷ raw COPY ≥ ${COPY_GOAL.toFixed(2)}: ${copy / big.seconds >= COPY_GOAL ? "met" : "NOT met"}`,
   );
+  console.log(`sluice vs raw multi-row INSERT: ${(insert / big.seconds).toFixed(2)}×`);
   console.log(
     `ingestor peak RSS: ${small.ingestorPeakMiB.toFixed(0)} MiB for 100k rows, ${big.ingestorPeakMiB.toFixed(0)} MiB for ${ROWS} rows`,
   );

@@ -5,6 +5,7 @@ import type { JobRow, JobView } from "../models/jobs";
 import type { Config } from "./platform/config";
 import type { LimiterHub } from "./throttle";
 import type { Semaphore } from "./throttle/semaphore";
+import type { CopyIn } from "./platform/bulk-copy";
 
 export interface Runtime {
   config: Config;
@@ -23,6 +24,8 @@ export interface Runtime {
   boot: BootStatus;
   /** The ports this process listens on (API, metrics, embedded database): never crawlable. */
   ownPorts: () => number[];
+  /** COPY FROM STDIN inside a transaction (on PGlite, its COPY from a blob). */
+  copyIn: CopyIn;
 }
 
 export interface BootStatus {

@@ -6,7 +6,7 @@ import { selectOne } from "./query";
 export interface Backlog {
   /** Frontier URLs no crawler has leased yet: crawler work. */
   crawlUrls: number;
-  /** Insert jobs waiting for an ingestor. */
+  /** Bulk jobs (inserts and imports) waiting for an ingestor. */
   insertJobs: number;
   /** Ids sent on the ids channel in their minute and not yet taken by a scheduler node. */
   ids: number;
@@ -17,7 +17,7 @@ export async function readBacklog(db: Sequelize): Promise<Backlog> {
   const row = await selectOne<{ crawl_urls: string; insert_jobs: string; ids: string }>(
     db,
     `SELECT (SELECT count(*) FROM crawl_urls WHERE state = 'queued') AS crawl_urls,
-            (SELECT count(*) FROM jobs WHERE kind = 'insert' AND status = 'pending') AS insert_jobs,
+            (SELECT count(*) FROM jobs WHERE kind IN ('insert', 'import') AND status = 'pending') AS insert_jobs,
             (SELECT count(*) FROM id_task_slots WHERE state = 'dispatched') AS ids`,
     [],
   );

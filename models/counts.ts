@@ -17,6 +17,9 @@ export async function countOf(db: Sequelize, table: CountedTable, transaction?: 
   return Number(row?.n ?? 0);
 }
 
+/** Whether a table's count is kept by its writers (rows), not by triggers: a bulk load into it adds its rows itself. */
+export const countedByWriters = (table: string): boolean => table === "rows" || table === "public.rows";
+
 /** Adds `delta` to a table's count, inside the transaction that wrote the rows. */
 export async function addToCount(db: Sequelize, table: CountedTable, delta: number, transaction: Transaction): Promise<void> {
   await select(db, `INSERT INTO table_counts (table_name, delta) VALUES ($1, $2) RETURNING id`, [table, delta], transaction);

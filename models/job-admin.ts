@@ -8,18 +8,23 @@ import { select, selectOne } from "./query";
 /** Statuses a job can be retried from. */
 export const RETRYABLE_STATUSES: readonly JobStatus[] = ["failed", "cancelled"];
 
-export type RetryOutcome = { job: JobRow } | { conflict: JobRow } | null;
+export type RetryOutcome = { job: JobRow } | { conflict: JobRow; reason?: string } | null;
 
 /**
  * Puts a failed or cancelled job back to pending with the same params. An insert job starts
  * from attempt 0; a crawl re-queues its failed URLs (and those its cancel skipped); an id-task's
- * failed ids are planned again (the caller re-plans them from now). Null for an unknown job.
+ * failed ids are planned again (the caller re-plans them from now); a URL import fetches its
+ * file again, while an upload cannot be retried (its staged copy is gone). Null for an unknown job.
  */
 export async function retryJob(db: Sequelize, id: number): Promise<RetryOutcome> {
   return db.transaction(async (t) => {
     const job = await selectOne<JobRow>(db, `SELECT * FROM jobs WHERE id = $1 FOR UPDATE`, [id], t);
     if (!job) return null;
     if (!RETRYABLE_STATUSES.includes(job.status)) return { conflict: job };
+    // An uploaded file is staged only until its job ends; a URL import fetches its file again.
+    if (job.kind === "import" && job.params.source === "upload") {
+      return { conflict: job, reason: `import ${id} was an upload, whose staged file went when the job ended: upload the file again` };
+    }
     if (job.kind === "crawl") return { job: await retryCrawl(db, job, t) };
     if (job.kind === "id-task") {
       await select(
@@ -31,7 +36,7 @@ export async function retryJob(db: Sequelize, id: number): Promise<RetryOutcome>
     }
     const row = await selectOne<JobRow>(
       db,
-      `UPDATE jobs SET status = 'pending', attempts = 0, progress_done = 0, throughput = NULL, error = NULL, result = NULL,
+      `UPDATE jobs SET status = 'pending', attempts = 0, progress_done = 0, progress_detail = NULL, throughput = NULL, error = NULL, result = NULL,
               node_id = NULL, heartbeat_at = NULL, started_at = NULL, finished_at = NULL, updated_at = now()
         WHERE id = $1 RETURNING *`,
       [id],

@@ -6,11 +6,15 @@
 import type { Sequelize, Transaction } from "sequelize";
 import { cappedCount, select, selectOne, type ListTotal } from "./query";
 import { queuePaused } from "./queues";
+import { UPLOADING } from "./imports";
 
 export const JOB_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-export const JOB_KINDS = ["insert", "crawl", "id-task"] as const;
+export const JOB_KINDS = ["insert", "crawl", "id-task", "import"] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
+/** The bulk loads the job runner claims (the jobs channel, the insert queue). */
+export const BULK_KINDS = ["insert", "import"] as const;
+const BULK = `kind IN ('insert', 'import')`;
 export const FINISHED_JOB_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
 
 export interface JobRow {
@@ -20,6 +24,8 @@ export interface JobRow {
   params: Record<string, unknown>;
   progress_done: number;
   progress_total: number | null;
+  /** More about the progress than done/total (an import's phase, bytes and staged rows). */
+  progress_detail: Record<string, unknown> | null;
   throughput: number | null;
   node_id: string | null;
   attempts: number;
@@ -43,7 +49,7 @@ export interface JobView {
   id: number;
   kind: JobKind;
   status: JobStatus;
-  progress: { done: number; total: number | null };
+  progress: { done: number; total: number | null; [detail: string]: unknown };
   /** Units per second (rows/s for an insert) over the current attempt. */
   throughput: number | null;
   nodeId: string | null;
@@ -62,7 +68,7 @@ export function presentJob(j: JobRow): JobView {
     id: j.id,
     kind: j.kind,
     status: j.status,
-    progress: { done: j.progress_done, total: j.progress_total },
+    progress: { ...j.progress_detail, done: j.progress_done, total: j.progress_total },
     throughput: j.throughput,
     nodeId: j.node_id,
     attempts: j.attempts,
@@ -166,7 +172,8 @@ export async function claimJob(
   maxAttempts: number,
 ): Promise<{ job: JobRow | null; exhausted: JobRow | null }> {
   // A paused insert queue claims nothing: the job stays pending, and is sent again on resume.
-  const claimable = `id = $1 AND kind = 'insert' AND NOT ${queuePaused("insert")}
+  // An import still uploading is not ready to run.
+  const claimable = `id = $1 AND ${BULK} AND NOT ${UPLOADING} AND NOT ${queuePaused("insert")}
     AND (status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $2 * interval '1 millisecond'))`;
   const job = await one(
     db,
@@ -187,11 +194,18 @@ export async function claimJob(
 }
 
 /** Records progress and proves the claim is alive. False when the claim is lost (stopped or taken over). */
-export async function beat(db: Sequelize, c: Claim, done: number, throughput: number | null): Promise<boolean> {
+export async function beat(
+  db: Sequelize,
+  c: Claim,
+  done: number,
+  throughput: number | null,
+  detail?: Record<string, unknown>,
+): Promise<boolean> {
   const row = await one(
     db,
-    `UPDATE jobs SET heartbeat_at = now(), progress_done = $4, throughput = $5, updated_at = now() WHERE ${CLAIMED} RETURNING id`,
-    [...claimBind(c), done, throughput],
+    `UPDATE jobs SET heartbeat_at = now(), progress_done = $4, throughput = $5, progress_detail = coalesce($6, progress_detail), updated_at = now()
+      WHERE ${CLAIMED} RETURNING id`,
+    [...claimBind(c), done, throughput, detail ? JSON.stringify(detail) : null],
   );
   return row !== null;
 }
@@ -246,7 +260,7 @@ export function cancelJob(db: Sequelize, id: number): Promise<JobRow | null> {
 }
 
 /**
- * Insert jobs left running by a runner that is gone: no heartbeat for `staleMs`, and
+ * Bulk jobs (inserts, imports) left running by a runner that is gone: no heartbeat for `staleMs`, and
  * `stillRunning` (which asks the job's node, when that node is alive) says no. Each goes back to
  * pending (to be delivered again), or ends failed when it has used up its attempts.
  */
@@ -256,7 +270,7 @@ export async function reapJobs(
   maxAttempts: number,
   stillRunning: (nodeId: string, id: number) => Promise<boolean>,
 ): Promise<JobRow[]> {
-  const stale = `status = 'running' AND kind = 'insert' AND heartbeat_at < now() - $1 * interval '1 millisecond'`;
+  const stale = `status = 'running' AND ${BULK} AND heartbeat_at < now() - $1 * interval '1 millisecond'`;
   const candidates = await select<{ id: number; node_id: string; attempts: number }>(
     db,
     `SELECT id, node_id, attempts FROM jobs WHERE ${stale}`,
@@ -283,24 +297,23 @@ export async function reapJobs(
 }
 
 /**
- * Pending insert jobs untouched for `olderThanMs`: their message may be gone (dropped after its
+ * Pending bulk jobs untouched for `olderThanMs`: their message may be gone (dropped after its
  * deliveries failed, or lost with an embedded process). They are marked touched and answered, to
  * be sent again; a duplicate message is harmless, as a job is claimed once.
  */
 export async function touchStalePending(db: Sequelize, olderThanMs: number): Promise<number[]> {
   const touched = await select<{ id: number }>(
     db,
-    `UPDATE jobs SET updated_at = now() WHERE kind = 'insert' AND status = 'pending' AND updated_at < now() - $1 * interval '1 millisecond' RETURNING id`,
+    `UPDATE jobs SET updated_at = now() WHERE ${BULK} AND NOT ${UPLOADING} AND status = 'pending' AND updated_at < now() - $1 * interval '1 millisecond' RETURNING id`,
     [olderThanMs],
   );
   return touched.map((r) => r.id);
 }
 
 /** Jobs of a kind waiting to run: an embedded node re-queues them at start (its queue lived in memory). */
-export async function pendingJobIds(db: Sequelize, kind: JobKind): Promise<number[]> {
-  return (await select<{ id: number }>(db, `SELECT id FROM jobs WHERE kind = $1 AND status = 'pending' ORDER BY id`, [kind])).map(
-    (r) => r.id,
-  );
+export async function pendingJobIds(db: Sequelize, kinds: readonly JobKind[]): Promise<number[]> {
+  const sql = `SELECT id FROM jobs WHERE kind = ANY($1::text[]) AND status = 'pending' AND NOT ${UPLOADING} ORDER BY id`;
+  return (await select<{ id: number }>(db, sql, [kinds])).map((r) => r.id);
 }
 
 /** Fails a job that never started (it could not be queued). */

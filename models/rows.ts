@@ -1,18 +1,8 @@
-// The rows table of the bulk-insert job: the batch insert the job runs inside its transaction,
-// clearing the table, and a sortable, searchable list.
-import { QueryTypes, type Sequelize, type Transaction } from "sequelize";
-import type { RowBatch } from "../lib/loading/random-rows";
+// The rows table of the bulk-insert job: clearing it, and a sortable, searchable list.
+import type { Sequelize } from "sequelize";
 import { countOf } from "./counts";
 import { escapeLike } from "../lib/api/params";
 import { cappedCount, select, type ListTotal } from "./query";
-
-export async function insertRowBatch(db: Sequelize, batch: RowBatch, transaction: Transaction): Promise<void> {
-  await db.query(`INSERT INTO rows (name, value) SELECT * FROM unnest($1::text[], $2::integer[])`, {
-    bind: [batch.names, batch.values],
-    transaction,
-    type: QueryTypes.INSERT,
-  });
-}
 
 // How long a clear waits for running insert jobs before it gives up (409), rather than queueing
 // every reader of the table behind its lock.

@@ -4,6 +4,8 @@ import type { CrawlView } from "../services/crawls.service";
 import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
 import { formatRate } from "../lib/throttle/rate";
 import { FINISHED_JOB_STATUSES, type JobView } from "../models/jobs";
+import { importOptionsOf, runImport } from "../lib/api/import-client";
+import { loadConfig } from "../lib/platform/config";
 
 // moleculer-repl (vorpal) hands over words as strings, numbers as numbers; anything else is nothing.
 const argText = (v: unknown): string => (typeof v === "string" || typeof v === "number" ? String(v) : "");
@@ -48,8 +50,8 @@ export function formatJob(j: JobView): string {
   const pct = j.progress.total ? ` (${Math.floor((100 * j.progress.done) / j.progress.total)}%)` : "";
   const rate = j.throughput ? `, ${j.throughput}/s` : "";
   const extra = j.error ? ` - ${j.error}` : "";
-  // Attempts and the node belong to insert jobs; crawls and id-tasks run on many nodes at once.
-  const where = j.kind === "insert" ? `, attempt ${j.attempts}${j.nodeId ? ` on ${j.nodeId}` : ""}` : "";
+  // Attempts and the node belong to bulk jobs (inserts, imports); crawls and id-tasks run on many nodes at once.
+  const where = j.kind === "insert" || j.kind === "import" ? `, attempt ${j.attempts}${j.nodeId ? ` on ${j.nodeId}` : ""}` : "";
   return `job ${j.id} ${j.kind} ${j.status}: ${j.progress.done}/${total}${pct}${rate}${where}${extra}`;
 }
 
@@ -155,6 +157,22 @@ export const replCommands: ReplCommand[] = [
     action: reporting("insert failed:", async (broker, args) => {
       const { id } = await broker.call<{ id: number }, object>("inserts.create", { rows: Number(args.n) });
       await watchJob(broker, id, (l) => console.log(l));
+    }),
+  },
+  {
+    command: "import <file>",
+    description: "Upload a CSV or NDJSON file (.gz too) to the API and print the upload's and the load's progress until it is done",
+    options: [
+      { option: "--table <table>", description: "the table to import into (one of IMPORT_TABLES)" },
+      { option: "--format <format>", description: "csv or ndjson (default: from the file's extension)" },
+      { option: "--columns <a,b>", description: "the file's columns, in order (CSV without a header), or the keys taken (NDJSON)" },
+      { option: "--header <bool>", description: "CSV: whether the first line is a header (default true)" },
+      { option: "--delimiter <char>", description: "CSV: the field separator (default ,)" },
+      { option: "--api <url>", description: "the API to upload to (default http://127.0.0.1:$PORT, with API_TOKEN)" },
+    ],
+    // Through the HTTP API like any client: an upload streams into the API node's staging, which no action call can do.
+    action: reporting("import failed:", async (_broker, args) => {
+      await runImport(importOptionsOf(argText(args.file), args.options, loadConfig()), process.stdout);
     }),
   },
   {

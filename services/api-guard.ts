@@ -45,8 +45,12 @@ export function callerFrom(header: string | undefined, tokens: Tokens): Caller |
 export const hasBody = (req: IncomingMessage) =>
   Boolean(req.headers["transfer-encoding"]) || Number(req.headers["content-length"] ?? 0) > 0;
 
-/** Actions whose response the guard serves itself, once the caller may call them (event streams). */
-export type StreamHandlers = Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
+/**
+ * Actions whose request the guard hands over once the caller may call them, before any body is
+ * read (event streams, file uploads). A handler answering false declines: the request goes on
+ * to the action as usual.
+ */
+export type StreamHandlers = Record<string, (req: IncomingMessage, res: ServerResponse) => boolean>;
 /** Public files outside moleculer-web's assets folder (the console's vendor modules); true when it served the request. */
 export type PublicFiles = (req: IncomingMessage, res: ServerResponse, url: string) => boolean;
 
@@ -109,8 +113,7 @@ export function requestGuard(
     const verdict = authorize(ACTION_ACCESS[action] ?? "write", caller, open);
     if (verdict === 401) return next(new UnauthorizedError(caller === "invalid" ? "INVALID_TOKEN" : "NO_TOKEN"));
     if (verdict === 403) return next(new ForbiddenError("the read-only token cannot change anything: use API_TOKEN"));
-    const stream = streams[action];
-    if (stream) return stream(req, res);
+    if (streams[action]?.(req, res)) return;
 
     if (!BODY_METHODS.has(req.method ?? "") || !hasBody(req)) return next();
     if (!isSupportedEncoding(req.headers["content-encoding"])) {

@@ -47,6 +47,9 @@ export const ACTION_ACCESS: Record<string, Access> = {
   "idTasks.get": "read",
   "idTasks.update": "write",
   "idTasks.slots": "read",
+  "imports.create": "write",
+  "imports.get": "read",
+  "imports.list": "read",
 };
 
 // 1,000,000 ids of up to 16 digits, with commas and some room.
@@ -105,6 +108,10 @@ export function routeSpecs(bodyLimitBytes: number): RouteSpec[] {
         "GET pages/:id": "pages.get",
         "POST inserts": "inserts.create",
         "POST inserts/sync": "inserts.sync",
+        // A file body is streamed by the request guard (services/import-upload.ts); JSON (a URL import) reaches the action.
+        "POST imports": "imports.create",
+        "GET imports": "imports.list",
+        "GET imports/:id": "imports.get",
         "GET jobs": "jobs.list",
         "DELETE jobs": "jobAdmin.remove",
         // Before jobs/:id/…, so "retry" is not taken for an id.

@@ -8,7 +8,8 @@ import IORedis from "ioredis";
 import { ValidationError } from "../lib/platform/errors";
 import { toHttpError } from "../lib/api/http-error";
 import { findNul, type Caller } from "../lib/api/request-guard";
-import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest } from "./api-guard";
+import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest, type StreamHandlers } from "./api-guard";
+import { importUploadHandler } from "./import-upload";
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/throttle/leased-slots";
 import { DB_CONNECTIONS_RESOURCE } from "../lib/platform/names";
@@ -18,6 +19,8 @@ import { EventFanout } from "./api-events";
 import { describeNode, RELAYED_EVENTS, serveVendor, type ClusterNode } from "./console-support";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
+// A connection that sends nothing for this long is closed (an upload that stalled, say).
+const IDLE_SOCKET_TIMEOUT_MS = 120_000;
 // How often connected consoles get the limits' and queues' figures.
 const STATS_STREAM_MS = 2_000;
 const STREAMED_STATS = [
@@ -49,11 +52,13 @@ function numericPathParams(req: GatewayRequest): void {
   }
 }
 
-export default function apiService({ db, config, boot, limits }: Runtime): ServiceSchema<Record<string, unknown>> {
+export default function apiService({ db, config, boot, limits, copyIn }: Runtime): ServiceSchema<Record<string, unknown>> {
   const tokens = { write: config.apiToken, read: config.apiReadToken };
   let redis: IORedis | null = null;
 
   const fanout = new EventFanout();
+  // Filled in created(), once the broker exists (the guards hold this object).
+  const streams: StreamHandlers = {};
   let statsTimer: NodeJS.Timeout | null = null;
 
   return {
@@ -78,7 +83,7 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
         aliases: spec.aliases,
         // The guard reads bodies itself, after it has checked the token.
         bodyParsers: false,
-        use: [requestGuard(spec, tokens, config.apiCorsOrigins, { "api.events": (req, res) => fanout.serve(req, res) }, serveVendor)],
+        use: [requestGuard(spec, tokens, config.apiCorsOrigins, streams, serveVendor)],
         onBeforeCall(ctx: Context<unknown, BodyMeta & CallerMeta>, route: unknown, req: GatewayRequest) {
           ctx.meta.caller = req.$caller ?? "anonymous";
           if (spec.numericPathParams) numericPathParams(req);
@@ -174,6 +179,13 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
     },
 
     started() {
+      // An import's upload may take longer than node's default 5 minutes for a whole request;
+      // an idle connection is still closed (the socket timeout), however long the request.
+      const server = (this as unknown as { server?: { requestTimeout: number; timeout: number } }).server;
+      if (server) {
+        server.requestTimeout = 0;
+        server.timeout = IDLE_SOCKET_TIMEOUT_MS;
+      }
       // While consoles are connected, the limits' and queues' figures go out on their streams
       // (their charts), so no console polls for them.
       statsTimer = setInterval(() => {
@@ -189,6 +201,13 @@ export default function apiService({ db, config, boot, limits }: Runtime): Servi
     },
 
     created() {
+      Object.assign(streams, {
+        "api.events": (req, res) => {
+          fanout.serve(req, res);
+          return true;
+        },
+        "imports.create": importUploadHandler({ db, config, copyIn, broker: this.broker, logger: this.logger }),
+      } satisfies StreamHandlers);
       // Deny by default: an alias whose action has no access class stops the gateway here.
       for (const spec of routeSpecs(config.apiBodyLimitBytes)) {
         for (const action of Object.values(spec.aliases)) {

@@ -4,10 +4,11 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { NotQueuedError, ValidationError } from "../lib/platform/errors";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { runRegistered } from "./insert-job";
+import { runRegistered } from "./bulk-job";
 import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announce, announceJob } from "./announce";
+import { importDepsFor } from "./import-job";
 
 export const DEFAULT_INSERT_ROWS = 100_000;
 export const MAX_INSERT_ROWS = 10_000_000;
@@ -24,7 +25,8 @@ function requireBody(ctx: Context<unknown, BodyMeta>): void {
   if (ctx.meta.bodyMissing) throw new ValidationError("body", 'expected a JSON object such as {"rows": 100000}');
 }
 
-export default function insertsService({ db, config, activeJobs }: Runtime): ServiceSchema {
+export default function insertsService({ db, config, activeJobs, copyIn, ownPorts }: Runtime): ServiceSchema {
+  const imports = importDepsFor(config, ownPorts);
   return {
     name: "inserts",
 
@@ -64,7 +66,7 @@ export default function insertsService({ db, config, activeJobs }: Runtime): Ser
           const broadcast = (view: object) => announce(ctx, EVENT_JOBS_UPDATED, view);
           broadcast(presentJob(job));
           // One attempt: the caller is waiting, and hears of a failure at once.
-          const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 } };
+          const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 }, copyIn, imports };
           const finished = await runRegistered(deps, job.id, activeJobs, broadcast);
           // Null when a stop came before the claim: the record says what happened.
           return presentJob(finished ?? (await getJob(db, job.id)) ?? job);

@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS, EVENT_CRAWL_CREATED } from "../lib/platform/names";
 import { intIdParam, isoTimeParam, pageOf, paginationParams, parseTime } from "../lib/api/params";
 import { foldCounts } from "../models/counts";
+import { sweepImports } from "../models/imports";
 import { deleteJobs, finishedJobIds, RETRYABLE_STATUSES, retryJob } from "../models/job-admin";
 import { listJobEvents, presentJobEvent } from "../models/job-events";
 import { getIdTasks, replanIdTask } from "../models/id-tasks";
@@ -17,6 +18,8 @@ import { announce, announceJob } from "./announce";
 
 // How often each api node offers to run the maintenance; one of them runs it per period.
 export const MAINTENANCE_PERIOD_MS = 60_000;
+// An upload job younger than this may not have opened its transaction yet: never taken for interrupted.
+const UPLOAD_GRACE_MS = 60_000;
 // Jobs deleted per transaction by a bulk delete or the sweep: short transactions, short locks.
 const DELETE_BATCH = 1_000;
 // The most jobs one bulk retry takes (the rest wait for the next call).
@@ -102,7 +105,10 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
         if (!outcome) throw new NotFoundError("job", id);
         if ("conflict" in outcome) {
           const { status } = outcome.conflict;
-          throw new ConflictError(`job ${id} is ${status}: only a failed or cancelled job can be retried`, { id, status });
+          throw new ConflictError(outcome.reason ?? `job ${id} is ${status}: only a failed or cancelled job can be retried`, {
+            id,
+            status,
+          });
         }
         await this.requeue(outcome.job);
         announceJob(this.broker, outcome.job);
@@ -111,7 +117,7 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
 
       /** Sends a retried job to whoever runs its kind. */
       async requeue(job: JobRow) {
-        if (job.kind === "insert") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
+        if (job.kind === "insert" || job.kind === "import") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
         else if (job.kind === "crawl") announce(this.broker, EVENT_CRAWL_CREATED, { id: Number(job.params.crawlId) });
         else {
           // Its failed ids were planned again; they are spread from now, at the task's RPM.
@@ -142,11 +148,17 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
         });
       },
 
-      /** Once per period across the cluster: the JOB_RETENTION sweep, and folding the row counts. */
+      /** Once per period across the cluster: the JOB_RETENTION sweep, the imports' sweep, and folding the row counts. */
       async maintain() {
         const period = Math.floor(Date.now() / MAINTENANCE_PERIOD_MS);
         if (!(await claimMaintenance(db, "jobs", period, this.broker.nodeID))) return;
         await foldCounts(db);
+        // Uploads whose node died mid-way end failed; staging no job needs goes (after retention, too).
+        const imports = await sweepImports(db, UPLOAD_GRACE_MS);
+        for (const id of imports.failed) announceJob(this.broker, await getJob(db, id));
+        if (imports.failed.length + imports.dropped > 0) {
+          this.logger.info(`Imports: ${imports.failed.length} interrupted upload(s) failed, ${imports.dropped} staging table(s) dropped`);
+        }
         const retentionMs = config.jobs.retentionMs;
         if (retentionMs === null) return;
         const deleted = await this.removeAll(await finishedJobIds(db, { finishedBefore: new Date(Date.now() - retentionMs) }));

@@ -1,12 +1,13 @@
-// Runs bulk-insert jobs from the durable jobs channel (JetStream in distributed mode): each job
+// Runs bulk jobs (random-row inserts, imports) from the durable jobs channel (JetStream in distributed mode): each job
 // on exactly one node (a claim in Postgres), at most JOB_CONCURRENCY at once per node. The
 // message stays unacknowledged while the job runs and is kept alive on every heartbeat; a node
 // killed mid-job stops doing that, and JetStream hands the job to another ingestor.
 import type { ServiceSchema } from "moleculer";
 import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { runRegistered } from "./insert-job";
+import { runRegistered } from "./bulk-job";
 import type { Runtime } from "../lib/contracts";
 import { announce } from "./announce";
+import { importDepsFor } from "./import-job";
 
 // Messages a node may hold at once (JetStream's max_ack_pending): jobs waiting for a slot are
 // held too, kept alive like running ones. JOB_CONCURRENCY, not this, bounds what runs.
@@ -24,7 +25,8 @@ interface RawMessage {
   working?(): void;
 }
 
-export default function jobRunnerService({ db, config, jobPermits, activeJobs }: Runtime): ServiceSchema {
+export default function jobRunnerService({ db, config, jobPermits, activeJobs, copyIn, ownPorts }: Runtime): ServiceSchema {
+  const imports = importDepsFor(config, ownPorts);
   return {
     name: "jobRunner",
 
@@ -63,7 +65,7 @@ export default function jobRunnerService({ db, config, jobPermits, activeJobs }:
 
     methods: {
       run(id: number, keepAlive: () => void) {
-        const deps = { db, nodeId: this.broker.nodeID, settings: config.jobs, keepAlive, canHandBack: true };
+        const deps = { db, nodeId: this.broker.nodeID, settings: config.jobs, copyIn, imports, keepAlive, canHandBack: true };
         return runRegistered(deps, id, activeJobs, (view) => announce(this.broker, EVENT_JOBS_UPDATED, view));
       },
     },

@@ -4,7 +4,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS } from "../lib/platform/names";
 import { intIdParam, isoTimeParam, pageOf, paginationParams, parseTime } from "../lib/api/params";
-import { staleAfterMs } from "./insert-job";
+import { staleAfterMs } from "./bulk-job";
 import { withCrawlProgress } from "../models/crawls";
 import {
   cancelJob,
@@ -15,6 +15,7 @@ import {
   JOB_STATUSES,
   listJobs,
   pendingJobIds,
+  BULK_KINDS,
   presentJob,
   reapJobs,
   touchStalePending,
@@ -167,7 +168,7 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
       // fails, the reaper sends pending jobs again once they have waited a while).
       if (!config.transporter) {
         void (async () => {
-          for (const id of await pendingJobIds(db, "insert")) await this.broker.sendToChannel(CHANNEL_JOBS, { id });
+          for (const id of await pendingJobIds(db, BULK_KINDS)) await this.broker.sendToChannel(CHANNEL_JOBS, { id });
         })().catch((err: unknown) => this.logger.warn("Re-queueing pending jobs failed", err));
       }
       this.reaper = setInterval(() => {

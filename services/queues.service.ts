@@ -4,7 +4,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS, EVENT_CRAWL_CREATED, EVENT_QUEUES_CHANGED } from "../lib/platform/names";
-import { pendingJobIds } from "../models/jobs";
+import { BULK_KINDS, pendingJobIds } from "../models/jobs";
 import { listQueues, QUEUE_NAMES, setQueuePaused, type QueueName } from "../models/queues";
 import type { Runtime } from "../lib/contracts";
 import { announce } from "./announce";
@@ -31,7 +31,7 @@ export default function queuesService({ db }: Runtime): ServiceSchema {
           if (!ctx.params.paused) {
             // Whatever waited while paused goes out now instead of at the next resend.
             if (name === "insert")
-              for (const id of await pendingJobIds(db, "insert")) await this.broker.sendToChannel(CHANNEL_JOBS, { id });
+              for (const id of await pendingJobIds(db, BULK_KINDS)) await this.broker.sendToChannel(CHANNEL_JOBS, { id });
             if (name === "crawl") announce(ctx, EVENT_CRAWL_CREATED, {});
           }
           const view = await queue(name);

@@ -22,6 +22,14 @@ export function randomRowBatch(size: number, random: () => number = Math.random)
   return { names, values };
 }
 
+/** `size` random rows as COPY text (name TAB value, one per line): what the insert job streams to COPY. */
+export function randomRowsCopyText(size: number, random: () => number = Math.random): string {
+  const { names, values } = randomRowBatch(size, random);
+  let text = "";
+  for (let i = 0; i < size; i++) text += `${names[i]}\t${values[i]}\n`;
+  return text;
+}
+
 /** The sizes of the batches that make up `total` rows. */
 export function* batchSizes(total: number, batchRows: number): Generator<number> {
   for (let left = total; left > 0; left -= batchRows) yield Math.min(left, batchRows);

@@ -130,7 +130,17 @@ export interface Config {
   crawl: CrawlSettings;
   jobs: JobSettings;
   scheduler: SchedulerSettings;
+  imports: ImportSettings;
 }
+
+export interface ImportSettings {
+  /** IMPORT_TABLES: the tables an import may write (default rows), as written (optionally schema.table). */
+  tables: string[];
+  /** IMPORT_MAX_BYTES: the largest file, in bytes (after gzip is undone); a larger one is a 413. */
+  maxBytes: number;
+}
+
+export const DEFAULT_IMPORT_MAX_BYTES = 10 * 1024 ** 3;
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new EnvReader(env);
@@ -152,7 +162,19 @@ export function loadConfig(env: Env = process.env): Config {
     crawl: crawlSettings(r),
     scheduler: schedulerSettings(r),
     jobs: jobSettings(r),
+    imports: importSettings(r),
   };
+}
+
+function importSettings(r: EnvReader): ImportSettings {
+  const tables = r.list("IMPORT_TABLES", "rows");
+  for (const table of tables) {
+    // Names are quoted where they are used; this keeps out what could never be a table name.
+    if (!/^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(table)) {
+      throw new ConfigError("IMPORT_TABLES", `"${table}" is not a table name (letters, digits, _ and $, optionally schema.table)`);
+    }
+  }
+  return { tables, maxBytes: r.int("IMPORT_MAX_BYTES", DEFAULT_IMPORT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER) };
 }
 
 function transporter(r: EnvReader): string[] | null {

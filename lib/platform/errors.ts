@@ -103,6 +103,14 @@ export class JobStoppedError extends Error {
   }
 }
 
+/** A job failure that another attempt would only repeat (bad data, say): the job fails at once. */
+export class PermanentJobError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PermanentJobError";
+  }
+}
+
 /** 401: the route needs a token and the request has none (NO_TOKEN) or a wrong one (INVALID_TOKEN). */
 export class UnauthorizedError extends Errors.MoleculerClientError {
   constructor(type: "NO_TOKEN" | "INVALID_TOKEN") {

@@ -84,7 +84,7 @@ describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
 
   it("a node that stops mid-job hands it back; the next node to start runs it, and the attempt is not counted", async () => {
     const before = await count();
-    const { body } = await http(api, "POST", "/api/inserts", { rows: 500_000 });
+    const { body } = await http(api, "POST", "/api/inserts", { rows: 3_000_000 });
     await waitFor(async () => ((await job(body.id)).progress.done > 0 ? true : undefined), 10_000, "the job to make progress");
     await sluice.stop();
     const handedBack = (await direct.query("SELECT status, attempts, error, node_id FROM jobs WHERE id = $1", [body.id])).rows[0];
@@ -94,7 +94,7 @@ describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
     sluice = await startEmbedded({ DATABASE_URL: db.url, JOB_CONCURRENCY: "1", INSERT_BATCH_ROWS: "2000", JOB_HEARTBEAT_MS: "200" });
     api = sluice.apiUrl!;
     expect(await finished(body.id)).toMatchObject({ status: "succeeded", attempts: 1, error: null });
-    expect(await count()).toBe(before + 500_000);
+    expect(await count()).toBe(before + 3_000_000);
   }, 90_000);
 
   it("a job that fails every attempt ends failed, with its error, and inserts nothing", async () => {

@@ -99,6 +99,13 @@ export function JobDetail({ id }) {
         ["throughput", job.throughput === null ? "–" : `${fmtNum(Math.round(job.throughput))} per second`],
         ["node", job.nodeId ?? "–"],
         ["attempts", job.attempts],
+        // An import's phase (uploading, staged, loading) and the file behind it.
+        ...(job.kind === "import" && job.progress.phase
+          ? [
+              ["phase", job.progress.phase],
+              ["file", `${fmtNum(job.progress.bytes ?? 0)} bytes, ${fmtNum(job.progress.rowsStaged ?? 0)} rows staged`],
+            ]
+          : []),
         ["created", fmtTime(job.createdAt)],
         ["started", fmtTime(job.startedAt)],
         ["finished", fmtTime(job.finishedAt)],

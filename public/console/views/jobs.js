@@ -9,7 +9,7 @@ import { href, navigate } from "../router.js";
 import { CanWrite, ConfirmButton, ErrorText, fmtNum, fmtTime, Pager, Progress, SearchBox, Status } from "../ui.js";
 
 export const JOB_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"];
-export const JOB_KINDS = ["insert", "crawl", "id-task"];
+export const JOB_KINDS = ["insert", "import", "crawl", "id-task"];
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const SORTS = [
   ["-id", "newest first"],

@@ -1,21 +1,26 @@
-// Runs one bulk-insert job: claim it, insert its rows in batches inside one transaction, and
-// commit only together with the guarded "succeeded" mark. A stop (or a lost claim) rolls the
-// whole transaction back, and so does Postgres when the node dies: the table gets all of a
-// job's rows or none. Used by the job runner (channel) and by the blocking /api/inserts/sync.
-import type { Sequelize } from "sequelize";
+// Runs one bulk job (a random-row insert or an import): claim it, load its rows inside one
+// transaction, and commit only together with the guarded "succeeded" mark. A stop (or a lost
+// claim) rolls the whole transaction back, and so does Postgres when the node dies: the table
+// gets all of a job's rows or none. Used by the job runner (channel) and by the blocking
+// /api/inserts/sync. What each kind loads is its JobWork (insertWork here, importWork).
+import type { Sequelize, Transaction } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
-import { JobStoppedError } from "../lib/platform/errors";
-import { batchSizes, randomRowBatch } from "../lib/loading/random-rows";
+import { JobStoppedError, PermanentJobError } from "../lib/platform/errors";
+import { batchSizes, randomRowsCopyText } from "../lib/loading/random-rows";
 import type { ActiveJob } from "../lib/contracts";
 import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
-import { insertRowBatch } from "../models/rows";
 import { addToCount } from "../models/counts";
+import { dropStaging } from "../models/imports";
 import { inSlowLane } from "../lib/platform/db";
+import type { CopyIn } from "../lib/platform/bulk-copy";
+import { importWork, type ImportDeps } from "./import-job";
 
-export interface InsertJobDeps {
+export interface BulkJobDeps {
   db: Sequelize;
   nodeId: string;
   settings: JobSettings;
+  copyIn: CopyIn;
+  imports: ImportDeps;
   /** Every status or progress change goes out through this (the `jobs.updated` event). */
   announce(job: JobRow | ProgressUpdate): void;
   /** Called on every heartbeat (JetStream: keep the message from being redelivered). */
@@ -28,7 +33,7 @@ export interface InsertJobDeps {
 export interface ProgressUpdate {
   id: number;
   status: "running";
-  progress: { done: number; total: number };
+  progress: { done: number; total: number | null; [detail: string]: unknown };
   throughput: number;
   nodeId: string;
   attempts: number;
@@ -44,7 +49,7 @@ const PROGRESS_EVENT_MS = 250;
  * abort it and reads can see its live progress. Every change goes out through `broadcast`.
  */
 export async function runRegistered(
-  deps: Omit<InsertJobDeps, "announce">,
+  deps: Omit<BulkJobDeps, "announce">,
   id: number,
   active: Map<number, ActiveJob>,
   broadcast: (view: JobView | ProgressUpdate) => void,
@@ -59,7 +64,7 @@ export async function runRegistered(
     else if (live) live = { ...live, progress: update.progress, throughput: update.throughput };
     broadcast(view);
   };
-  const finished = runInsertJob({ ...deps, announce }, id, controller.signal);
+  const finished = runBulkJob({ ...deps, announce }, id, controller.signal);
   const entry: ActiveJob = {
     abort: (reason = "stopped") => controller.abort(reason),
     view: () => live,
@@ -76,21 +81,63 @@ export async function runRegistered(
 /** A stale heartbeat: three missed beats. */
 export const staleAfterMs = (s: JobSettings) => 3 * s.heartbeatMs;
 
+/** What a job's work may do while it runs inside the job's transaction. */
+export interface WorkIO {
+  /** Throws JobStoppedError when the job was stopped or its claim lost: call it between batches. */
+  checkpoint(): void;
+  /** Reports progress (`done` in the job's unit, with any detail), sent out at most every 250 ms. */
+  progress(done: number, detail?: Record<string, unknown>): void;
+  signal: AbortSignal;
+}
+
+/** The rows one kind of bulk job loads, inside `t`. Answers its done count and result. */
+export type JobWork = (
+  deps: BulkJobDeps,
+  job: JobRow,
+  t: Transaction,
+  io: WorkIO,
+) => Promise<{ done: number; result: Record<string, unknown> }>;
+
+/** The seed's job: `params.rows` random rows into `rows`, streamed through COPY. */
+const insertWork: JobWork = async (deps, job, t, io) => {
+  const total = Number(job.params.rows);
+  let done = 0;
+  async function* chunks() {
+    for (const size of batchSizes(total, deps.settings.insertBatchRows)) {
+      // Generating rows never waits on I/O: without this turn of the event loop, a fast
+      // socket would let the job starve every request and timer of the process.
+      await new Promise((resolve) => setImmediate(resolve));
+      io.checkpoint();
+      yield { data: Buffer.from(randomRowsCopyText(size)), records: size, lines: size };
+      done += size;
+      io.progress(done);
+    }
+  }
+  const copied = await deps.copyIn(t, "COPY rows (name, value) FROM STDIN", chunks());
+  io.checkpoint();
+  // The rows' count moves with their commit, and only then (models/counts.ts).
+  await addToCount(deps.db, "rows", copied, t);
+  return { done: copied, result: { rows: copied } };
+};
+
+const WORK: Record<string, JobWork> = { insert: insertWork, import: importWork };
+
 /**
  * Claims job `id` and runs it to its end. Answers the finished job, or null when there was
  * nothing to run (finished, cancelled, running elsewhere). Throws on a failure that deserves
  * another attempt (after recording it), so the channel redelivers the job.
  */
-export async function runInsertJob(deps: InsertJobDeps, id: number, signal: AbortSignal): Promise<JobRow | null> {
+export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSignal): Promise<JobRow | null> {
   const { db, settings } = deps;
   const { job, exhausted } = await claimJob(db, id, deps.nodeId, staleAfterMs(settings), settings.maxAttempts);
   if (exhausted) deps.announce(exhausted);
   if (!job) return null;
   deps.announce(job);
   const claim: Claim = { id, nodeId: deps.nodeId, attempt: job.attempts };
-  const total = Number(job.params.rows);
+  const work = WORK[job.kind]!;
   const started = Date.now();
   let done = 0;
+  let detail: Record<string, unknown> | undefined;
   let lost = false;
   const throughput = () => Math.round(done / Math.max((Date.now() - started) / 1000, 0.001));
 
@@ -99,7 +146,7 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
   const heartbeat = setInterval(() => {
     deps.keepAlive?.();
     // One beat at a time: with every connection busy, beats wait rather than pile up.
-    beating ??= beat(db, claim, done, throughput())
+    beating ??= beat(db, claim, done, throughput(), detail)
       .then((alive) => {
         lost ||= !alive;
       })
@@ -107,10 +154,34 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
       .finally(() => (beating = null));
   }, settings.heartbeatMs);
 
+  // A final status: the job's record goes out, and an import's staging goes (or the sweep drops it).
+  const ended = async (row: JobRow | null) => {
+    if (!row) return;
+    deps.announce(row);
+    if (row.kind === "import" && row.status !== "pending") await dropStaging(db, id).catch(() => {});
+  };
+
   let lastEvent = 0;
-  const checkpoint = () => {
-    if (signal.aborted) throw new JobStoppedError(id, signal.reason === "handed back" ? "handed back" : "stopped");
-    if (lost) throw new JobStoppedError(id, "claim lost");
+  const io: WorkIO = {
+    checkpoint() {
+      if (signal.aborted) throw new JobStoppedError(id, signal.reason === "handed back" ? "handed back" : "stopped");
+      if (lost) throw new JobStoppedError(id, "claim lost");
+    },
+    progress(n, more) {
+      done = n;
+      if (more) detail = { ...detail, ...more };
+      if (Date.now() - lastEvent < PROGRESS_EVENT_MS && n !== job.progress_total) return;
+      lastEvent = Date.now();
+      deps.announce({
+        id,
+        status: "running",
+        progress: { ...detail, done, total: job.progress_total },
+        throughput: throughput(),
+        nodeId: deps.nodeId,
+        attempts: claim.attempt,
+      });
+    },
+    signal,
   };
   try {
     // The transaction holds its connection throughout: the slow lane leaves one for quick reads.
@@ -118,30 +189,14 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
     // quick, and must never wait behind the job's own slow permit.
     const finished = await inSlowLane(() =>
       db.transaction(async (t) => {
-        for (const size of batchSizes(total, settings.insertBatchRows)) {
-          checkpoint();
-          await insertRowBatch(db, randomRowBatch(size), t);
-          done += size;
-          if (Date.now() - lastEvent >= PROGRESS_EVENT_MS || done === total) {
-            lastEvent = Date.now();
-            deps.announce({
-              id,
-              status: "running",
-              progress: { done, total },
-              throughput: throughput(),
-              nodeId: deps.nodeId,
-              attempts: claim.attempt,
-            });
-          }
-        }
-        checkpoint();
+        const outcome = await work(deps, job, t, io);
+        io.checkpoint();
+        done = outcome.done;
         const seconds = (Date.now() - started) / 1000;
-        // The rows' count moves with their commit, and only then (models/counts.ts).
-        await addToCount(db, "rows", done, t);
         const row = await finishClaim(
           db,
           claim,
-          { status: "succeeded", done, throughput: throughput(), result: { rows: done, seconds } },
+          { status: "succeeded", done, throughput: throughput(), result: { ...outcome.result, seconds } },
           t,
         );
         if (!row) throw new JobStoppedError(id, "claim lost");
@@ -154,13 +209,13 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
     // Rolled back. A stop ends the job cancelled (the stop request may have marked it already).
     if (err instanceof JobStoppedError && err.reason === "stopped") {
       const row = await finishClaim(db, claim, { status: "cancelled", done: 0, error: "stopped by request" }).catch(() => null);
-      if (row) deps.announce(row);
+      await ended(row);
       return row;
     }
     if (err instanceof JobStoppedError && err.reason === "claim lost") return null;
     if (err instanceof JobStoppedError && !deps.canHandBack) {
       const row = await finishClaim(db, claim, { status: "failed", done: 0, error: "the node stopped during the job" }).catch(() => null);
-      if (row) deps.announce(row);
+      await ended(row);
       return row;
     }
     if (err instanceof JobStoppedError) {
@@ -168,15 +223,16 @@ export async function runInsertJob(deps: InsertJobDeps, id: number, signal: Abor
       const row = await finishClaim(db, claim, { status: "pending", done: 0, error: "handed back by a stopping node", refund: true }).catch(
         () => null,
       );
-      if (row) deps.announce(row);
+      await ended(row);
       throw err;
     }
     const message = (err as Error).message;
-    const last = claim.attempt >= settings.maxAttempts;
+    // Bad data (say) fails the same way every time: no other attempt.
+    const last = claim.attempt >= settings.maxAttempts || err instanceof PermanentJobError;
     // If this write fails too (the database is down), the reaper finds the job: its heartbeat
     // stops, and its node no longer runs it.
     const row = await finishClaim(db, claim, { status: last ? "failed" : "pending", done: 0, error: message }).catch(() => null);
-    if (row) deps.announce(row);
+    await ended(row);
     if (last) return row;
     // Back off before the message is handed back: an immediate redelivery would find the same fault.
     await new Promise((r) => setTimeout(r, Math.min(RETRY_BACKOFF_MAX_MS, settings.heartbeatMs * 2 ** claim.attempt)));
