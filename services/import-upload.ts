@@ -32,6 +32,8 @@ export interface UploadDeps {
 // How often an upload records its progress (and learns whether it was stopped).
 export const UPLOAD_PROGRESS_MS = 1_000;
 
+const UPLOAD_PARAMS = ["table", "format", "header", "delimiter", "columns"];
+
 const DECODERS: Record<string, () => Transform> = {
   gzip: createGunzip,
   "x-gzip": createGunzip,
@@ -61,6 +63,13 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
     });
   }
   const query = Object.fromEntries(new URL(req.url ?? "/", "http://localhost").searchParams);
+  const unknown = Object.keys(query).find((k) => !UPLOAD_PARAMS.includes(k));
+  if (unknown !== undefined) {
+    throw new ValidationError(
+      unknown.slice(0, 100),
+      `unknown parameter "${unknown.slice(0, 100)}": an upload takes ${UPLOAD_PARAMS.join(", ")}`,
+    );
+  }
   const spec = importSpecOf(query, config.imports.tables, format);
   const encoding = String(req.headers["content-encoding"] ?? "identity")
     .trim()

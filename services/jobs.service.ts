@@ -27,6 +27,7 @@ import {
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
 import { announceJob } from "./announce";
+import { dropStaging } from "../models/imports";
 
 // The longest search text a job list takes.
 const MAX_QUERY_LENGTH = 200;
@@ -113,6 +114,8 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           if (byRunner) return presentJob(byRunner);
           const cancelled = await cancelJob(db, ctx.params.id);
           if (cancelled) {
+            // A staged upload that will never load goes now (an upload still running rolls back by itself).
+            if (cancelled.kind === "import") await dropStaging(db, cancelled.id).catch(() => {});
             announceJob(ctx, cancelled);
             return presentJob(cancelled);
           }

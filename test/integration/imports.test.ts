@@ -184,6 +184,7 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
         { line: 2 },
       ],
       ["a NULL in a NOT NULL column", () => upload(api, "table=orders", HEADER + good + ",x,1,,\n"), 422, { line: 7, column: "n" }],
+      ["an unknown parameter", () => upload(api, "table=orders&colums=n", "n\n1\n"), 422, { field: "colums" }],
       ["a table not in IMPORT_TABLES", () => upload(api, "table=users", "name\nx\n"), 422, { field: "table" }],
       ["an unknown column", () => upload(api, "table=orders", "n,colour\n1,red\n"), 422, { field: "columns", column: "colour" }],
       ["a generated column", () => upload(api, "table=orders", "id,n\n1,1\n"), 422, { field: "columns", column: "id" }],
@@ -274,6 +275,25 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
     const retry = await call(api, "POST", `/api/jobs/${id}/retry`);
     expect(retry.status).toBe(409);
     expect(retry.body.error.message).toContain("upload the file again");
+  });
+
+  it("a staged import waits while the insert queue is paused; stopped there, it never loads and its staging goes", async () => {
+    const before = await count();
+    expect((await call(api, "PATCH", "/api/queues/insert", { paused: true })).status).toBe(200);
+    try {
+      const res = await upload(api, "table=orders", HEADER + csvOrders(100));
+      expect(res.status).toBe(202);
+      expect(await stagingTables()).toEqual([`import_staging_${res.body.id}`]);
+      expect((await call(api, "GET", `/api/imports/${res.body.id}`)).body).toMatchObject({
+        status: "pending",
+        import: { phase: "staged", rows: { done: 0, total: 100 } },
+      });
+      expect((await call(api, "POST", `/api/jobs/${res.body.id}/stop`)).body).toMatchObject({ status: "cancelled" });
+      expect(await stagingTables()).toEqual([]);
+    } finally {
+      await call(api, "PATCH", "/api/queues/insert", { paused: false });
+    }
+    expect(await count()).toBe(before);
   });
 
   it("a URL import fetches the file (gzip undone) and a retry fetches it again", async () => {
