@@ -5,10 +5,12 @@
 // /api/inserts/sync. What each kind loads is its JobWork (insertWork here, importWork).
 import type { Sequelize, Transaction } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
-import { JobStoppedError, PermanentJobError } from "../lib/platform/errors";
+import { JobStoppedError, NotQueuedError, PermanentJobError } from "../lib/platform/errors";
+import { CHANNEL_JOBS } from "../lib/platform/names";
+import { announceJob, type Broadcaster } from "./announce";
 import { batchSizes, randomRowsCopyText } from "../lib/loading/random-rows";
 import type { ActiveJob } from "../lib/contracts";
-import { beat, claimJob, finishClaim, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
+import { beat, claimJob, finishClaim, finishPendingJob, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
 import { addToCount } from "../models/counts";
 import { dropStaging } from "../models/imports";
 import { inSlowLane } from "../lib/platform/db";
@@ -75,6 +77,23 @@ export async function runRegistered(
     return await finished;
   } finally {
     if (active.get(id) === entry) active.delete(id);
+  }
+}
+
+/** Who can put a job on the jobs channel and tell the cluster (a broker, or an action's context). */
+export type JobQueuer = Broadcaster & { sendToChannel(channel: string, payload: unknown): Promise<unknown> };
+
+/**
+ * Puts a new bulk job on the jobs channel. When that fails, the job is marked failed (and an
+ * import's staging dropped) and the caller gets a 503 saying nothing was loaded.
+ */
+export async function queueBulkJob(db: Sequelize, via: JobQueuer, job: JobRow): Promise<void> {
+  try {
+    await via.sendToChannel(CHANNEL_JOBS, { id: job.id });
+  } catch (err) {
+    announceJob(via, await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`));
+    if (job.kind === "import") await dropStaging(db, job.id).catch(() => {});
+    throw new NotQueuedError(`job ${job.id} could not be queued (it is marked failed); nothing was loaded`, { id: job.id });
   }
 }
 

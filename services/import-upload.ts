@@ -12,20 +12,20 @@ import type { Sequelize } from "sequelize";
 import type { Config } from "../lib/platform/config";
 import { inSlowLane } from "../lib/platform/db";
 import type { CopyIn } from "../lib/platform/bulk-copy";
-import { JobStoppedError, NotQueuedError, RequestError, ValidationError } from "../lib/platform/errors";
-import { CHANNEL_JOBS } from "../lib/platform/names";
+import { JobStoppedError, RequestError, ValidationError } from "../lib/platform/errors";
 import { toHttpError } from "../lib/api/http-error";
 import { columnProblem, copyStatement, formatOfContentType, ImportDataError, importSpecOf } from "../lib/loading/import-format";
 import { asDataError, ImportTooLargeError, openRecords, type ImportRecords } from "../lib/loading/import-stream";
 import { createJob, finishPendingJob, getJob } from "../models/jobs";
 import { catalogColumns, createStaging, dropStaging, recordUpload, stagingTable, type ImportProgress } from "../models/imports";
-import { announceJob, type Broadcaster } from "./announce";
+import { announceJob } from "./announce";
+import { queueBulkJob, type JobQueuer } from "./bulk-job";
 
 export interface UploadDeps {
   db: Sequelize;
   config: Config;
   copyIn: CopyIn;
-  broker: Broadcaster & { sendToChannel(channel: string, payload: unknown): Promise<unknown> };
+  broker: JobQueuer;
   logger: { error(...args: unknown[]): void };
 }
 
@@ -148,13 +148,7 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
     await dropStaging(db, job.id);
     throw new RequestError(400, "STOPPED", `import ${job.id} was stopped during its upload; nothing was imported`, { id: job.id });
   }
-  try {
-    await deps.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
-  } catch (err) {
-    announceJob(deps.broker, await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`));
-    await dropStaging(db, job.id);
-    throw new NotQueuedError(`import ${job.id} could not be queued (it is marked failed); nothing was imported`, { id: job.id });
-  }
+  await queueBulkJob(db, deps.broker, job);
   announceJob(deps.broker, await getJob(db, job.id));
   res.writeHead(202, { "Content-Type": "application/json; charset=utf-8", Location: `/api/imports/${job.id}` });
   res.end(JSON.stringify({ id: job.id, status: "pending", rows, bytes: records.bytes() }));

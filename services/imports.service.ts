@@ -3,16 +3,16 @@
 // URL instead, which the job fetches under the crawler's SSRF rules (`create`). `get` is the
 // job with its progress in rows and in bytes.
 import type { Context, ServiceSchema } from "moleculer";
-import { NotFoundError, NotQueuedError, ValidationError } from "../lib/platform/errors";
-import { CHANNEL_JOBS } from "../lib/platform/names";
+import { NotFoundError, ValidationError } from "../lib/platform/errors";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { columnProblem, importSpecOf } from "../lib/loading/import-format";
 import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
 import { normalizeUrl } from "../lib/crawl/url";
-import { createJob, finishPendingJob, JOB_STATUSES, listJobs, presentJob, type JobStatus, type JobView } from "../models/jobs";
+import { createJob, JOB_STATUSES, listJobs, presentJob, type JobStatus, type JobView } from "../models/jobs";
 import { catalogColumns } from "../models/imports";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announceJob } from "./announce";
+import { queueBulkJob } from "./bulk-job";
 
 /** An import job as GET /api/imports/:id shows it: the job, with the import's own figures. */
 export function presentImport(job: JobView) {
@@ -81,12 +81,7 @@ export default function importsService({ db, config, ownPorts }: Runtime): Servi
           if (problem) throw new ValidationError("columns", problem.message, { column: problem.column });
           const job = await createJob(db, "import", { ...spec, source: "url", url }, null);
           announceJob(ctx, job);
-          try {
-            await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
-          } catch (err) {
-            announceJob(ctx, await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`));
-            throw new NotQueuedError(`import ${job.id} could not be queued (it is marked failed); nothing was imported`, { id: job.id });
-          }
+          await queueBulkJob(db, this.broker, job);
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/imports/${job.id}` };
           return { id: job.id, status: job.status };

@@ -2,10 +2,10 @@
 // queues the job on the durable jobs channel; `sync` is the seed's blocking variant, kept for
 // contrast: it runs the same job inside the request.
 import type { Context, ServiceSchema } from "moleculer";
-import { NotQueuedError, ValidationError } from "../lib/platform/errors";
-import { CHANNEL_JOBS, EVENT_JOBS_UPDATED } from "../lib/platform/names";
-import { runRegistered } from "./bulk-job";
-import { createJob, finishPendingJob, getJob, presentJob } from "../models/jobs";
+import { ValidationError } from "../lib/platform/errors";
+import { EVENT_JOBS_UPDATED } from "../lib/platform/names";
+import { queueBulkJob, runRegistered } from "./bulk-job";
+import { createJob, getJob, presentJob } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announce, announceJob } from "./announce";
 import { importDepsFor } from "./import-job";
@@ -40,13 +40,7 @@ export default function insertsService({ db, config, activeJobs, copyIn, ownPort
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;
           const job = await createJob(db, "insert", { rows }, rows);
           announceJob(ctx, job);
-          try {
-            await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id });
-          } catch (err) {
-            const failed = await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`);
-            announceJob(ctx, failed);
-            throw new NotQueuedError(`job ${job.id} could not be queued (it is marked failed); nothing was inserted`, { id: job.id });
-          }
+          await queueBulkJob(db, this.broker, job);
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/jobs/${job.id}` };
           return { id: job.id, status: job.status };
