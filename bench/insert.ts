@@ -20,7 +20,7 @@ import { freePort, startNode, uniqueNamespace } from "../fixtures/node-process";
 import { withClient } from "../fixtures/pg-client";
 import { waitFor } from "../fixtures/polling";
 import type { ScratchDatabase } from "../fixtures/scratch-db";
-import { randomRowBatch, type RowBatch } from "../lib/loading/random-rows";
+import { batchSizes, randomRowBatch, randomRowsCopyText, type RowBatch } from "../lib/loading/random-rows";
 import { migrate } from "../lib/platform/migrate";
 import { createBenchDatabase, log } from "./support";
 
@@ -51,12 +51,10 @@ async function rawCopy(url: string): Promise<number> {
   return withClient(url, async (c) => {
     const t0 = performance.now();
     await c.query("BEGIN");
+    // The rows as the job makes them (randomRowsCopyText), so the ratio is what Sluice adds.
+    const random = seeded(42);
     const lines = (function* () {
-      for (const b of sameRows(ROWS, 10_000)) {
-        let chunk = "";
-        for (let i = 0; i < b.names.length; i++) chunk += `${b.names[i]}\t${b.values[i]}\n`;
-        yield chunk;
-      }
+      for (const size of batchSizes(ROWS, 10_000)) yield randomRowsCopyText(size, random);
     })();
     await pipeline(Readable.from(lines), c.query(copyFrom("COPY rows (name, value) FROM STDIN")));
     await c.query("COMMIT");

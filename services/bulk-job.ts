@@ -127,7 +127,7 @@ const insertWork: JobWork = async (deps, job, t, io) => {
       // socket would let the job starve every request and timer of the process.
       await new Promise((resolve) => setImmediate(resolve));
       io.checkpoint();
-      yield { data: Buffer.from(randomRowsCopyText(size)), records: size, lines: size };
+      yield { data: randomRowsCopyText(size), records: size, lines: size };
       done += size;
       io.progress(done);
     }

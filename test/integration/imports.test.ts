@@ -6,6 +6,7 @@ import zlib from "node:zlib";
 import pg from "pg";
 import type { Sluice } from "../../runtime";
 import { waitUntilFinished } from "../../fixtures/api-client";
+import { sweepImports } from "../../models/imports";
 import { createTestDatabase, describeWithServers, http as call, startEmbedded, waitFor } from "../support/env";
 
 const MAX_BYTES = 3_000_000;
@@ -248,6 +249,58 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
     expect(failed).toMatchObject({ status: "failed", error: "upload interrupted" });
     expect(await count()).toBe(before);
     expect(await stagingTables()).toEqual([]);
+  });
+
+  it("a stop during the upload ends it: the client hears so, the job is cancelled, and nothing is left", async () => {
+    const before = await count();
+    const req = http.request(`${api}/api/imports?table=orders`, { method: "POST", headers: { "content-type": "text/csv" } });
+    const answer = new Promise<{ status: number; body: any }>((resolve, reject) => {
+      req.on("response", (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      });
+      req.on("error", reject);
+    });
+    req.write(HEADER + csvOrders(1000));
+    const job = await waitFor(
+      async () => (await sql(`SELECT id FROM jobs WHERE kind = 'import' AND status = 'pending'`))[0],
+      10_000,
+      "the upload's job",
+    );
+    expect((await call(api, "POST", `/api/jobs/${job.id}/stop`)).body).toMatchObject({ status: "cancelled" });
+    // The upload learns of the stop with its next progress write, while the client goes on sending.
+    let from = 1001;
+    const sending = setInterval(() => req.write(csvOrders(500, (from += 500))), 50);
+    try {
+      expect(await answer).toMatchObject({ status: 400, body: { error: { code: "STOPPED" } } });
+    } finally {
+      clearInterval(sending);
+      req.destroy();
+    }
+    expect((await call(api, "GET", `/api/imports/${job.id}`)).body).toMatchObject({ status: "cancelled" });
+    expect(await count()).toBe(before);
+    expect(await stagingTables()).toEqual([]);
+  });
+
+  it("the sweep fails an upload whose transaction is gone and drops staging no running job needs", async () => {
+    const [dead] = await sql(
+      `INSERT INTO jobs (kind, params, progress_detail, created_at) VALUES ('import', '{}', '{"phase": "uploading"}', now() - interval '2 minutes') RETURNING id`,
+    );
+    await sql(`CREATE TABLE import_staging_${dead.id} (n int)`);
+    await sql(`CREATE TABLE import_staging_99999999 (n int)`);
+    const [young] = await sql(
+      `INSERT INTO jobs (kind, params, progress_detail) VALUES ('import', '{}', '{"phase": "uploading"}') RETURNING id`,
+    );
+    const swept = await sweepImports(sluice.db, 60_000);
+    expect(swept.failed).toEqual([dead.id]);
+    expect(swept.dropped).toBe(2);
+    expect(await sql(`SELECT id, status, error FROM jobs WHERE id = ANY($1::int[]) ORDER BY id`, [[dead.id, young.id]])).toEqual([
+      { id: dead.id, status: "failed", error: "upload interrupted" },
+      { id: young.id, status: "pending", error: null },
+    ]);
+    expect(await stagingTables()).toEqual([]);
+    await sql(`UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = $1`, [young.id]);
   });
 
   it("a stop during the load rolls every row back, and the staging goes", async () => {

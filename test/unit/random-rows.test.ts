@@ -1,4 +1,4 @@
-import { batchSizes, randomRowBatch, ROW_NAME_LENGTH, ROW_VALUE_MAX } from "../../lib/loading/random-rows";
+import { batchSizes, randomRowBatch, randomRowsCopyText, ROW_NAME_LENGTH, ROW_VALUE_MAX } from "../../lib/loading/random-rows";
 
 describe("batchSizes", () => {
   it.each([
@@ -37,5 +37,27 @@ describe("randomRowBatch", () => {
       return () => (s = (s * 48_271) % 2_147_483_647) / 2_147_483_647;
     };
     expect(randomRowBatch(20, source())).toEqual(randomRowBatch(20, source()));
+  });
+});
+
+describe("randomRowsCopyText", () => {
+  it("writes n lines of a 12-letter name, a tab and a value below the maximum", () => {
+    const lines = randomRowsCopyText(2000).toString().split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines).toHaveLength(2000);
+    for (const line of lines) {
+      const [name, value, extra] = line.split("\t");
+      expect(name).toMatch(new RegExp(`^[a-z]{${ROW_NAME_LENGTH}}$`));
+      expect(String(Number(value))).toBe(value);
+      expect(Number(value)).toBeLessThan(ROW_VALUE_MAX);
+      expect(extra).toBeUndefined();
+    }
+  });
+
+  it("writes the values a seeded generator gives, zero included", () => {
+    // Twelve draws for the name (0: "a"), then one for the value.
+    const draws = [0, 0.5, 0.999999].flatMap((v) => [...new Array<number>(12).fill(0), v]);
+    const random = () => draws.shift()!;
+    expect(randomRowsCopyText(3, random).toString()).toBe("aaaaaaaaaaaa\t0\naaaaaaaaaaaa\t500000\naaaaaaaaaaaa\t999999\n");
   });
 });
