@@ -14,7 +14,14 @@ import { inSlowLane } from "../lib/platform/db";
 import type { CopyIn } from "../lib/platform/bulk-copy";
 import { JobStoppedError, RequestError, ValidationError } from "../lib/platform/errors";
 import { toHttpError } from "../lib/api/http-error";
-import { columnProblem, copyStatement, formatOfContentType, ImportDataError, importSpecOf } from "../lib/loading/import-format";
+import {
+  columnProblem,
+  copyStatement,
+  formatOfContentType,
+  ImportDataError,
+  importSpecOf,
+  type ImportSpec,
+} from "../lib/loading/import-format";
 import { asDataError, ImportTooLargeError, openRecords, type ImportRecords } from "../lib/loading/import-stream";
 import { createJob, finishPendingJob, getJob } from "../models/jobs";
 import { catalogColumns, createStaging, dropStaging, recordUpload, stagingTable, type ImportProgress } from "../models/imports";
@@ -55,6 +62,20 @@ export function importUploadHandler(deps: UploadDeps) {
 }
 
 async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { spec, records } = await openUpload(deps, req);
+  const job = await createJob(deps.db, "import", { ...spec, source: "upload" }, null);
+  const rows = await stage(deps, req, job.id, spec, records);
+  await queueBulkJob(deps.db, deps.broker, job);
+  announceJob(deps.broker, await getJob(deps.db, job.id));
+  res.writeHead(202, { "Content-Type": "application/json; charset=utf-8", Location: `/api/imports/${job.id}` });
+  res.end(JSON.stringify({ id: job.id, status: "pending", rows, bytes: records.bytes() }));
+}
+
+/**
+ * Checks the request and reads the file up to its first record, which settles the columns.
+ * Nothing is written yet: a refusal here changes nothing (no job, no staging).
+ */
+async function openUpload(deps: UploadDeps, req: IncomingMessage): Promise<{ spec: ImportSpec; records: ImportRecords }> {
   const { db, config } = deps;
   const format = formatOfContentType(req.headers["content-type"]);
   if (format === null) {
@@ -65,10 +86,8 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
   const query = Object.fromEntries(new URL(req.url ?? "/", "http://localhost").searchParams);
   const unknown = Object.keys(query).find((k) => !UPLOAD_PARAMS.includes(k));
   if (unknown !== undefined) {
-    throw new ValidationError(
-      unknown.slice(0, 100),
-      `unknown parameter "${unknown.slice(0, 100)}": an upload takes ${UPLOAD_PARAMS.join(", ")}`,
-    );
+    const name = unknown.slice(0, 100);
+    throw new ValidationError(name, `unknown parameter "${name}": an upload takes ${UPLOAD_PARAMS.join(", ")}`);
   }
   const spec = importSpecOf(query, config.imports.tables, format);
   const encoding = String(req.headers["content-encoding"] ?? "identity")
@@ -86,7 +105,6 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
 
   const body: Readable = encoding === "identity" ? req : req.pipe(DECODERS[encoding]!());
   if (body !== req) req.on("error", (err) => body.destroy(err));
-  // Nothing has been written yet: a refusal here changes nothing (no job, no staging).
   let records: ImportRecords;
   try {
     records = await openRecords(body, spec, maxBytes);
@@ -96,30 +114,37 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
   if (records.columns.length === 0) throw new ValidationError("body", "the file is empty");
   const problem = columnProblem(records.columns, catalog);
   if (problem) throw new ValidationError("columns", problem.message, { column: problem.column });
+  return { spec: { ...spec, columns: records.columns }, records };
+}
 
-  const fullSpec = { ...spec, columns: records.columns };
-  const job = await createJob(db, "import", { ...fullSpec, source: "upload" }, null);
+/**
+ * Streams the records into the job's staging table in one transaction, and marks the job
+ * staged once it has committed. Answers the rows staged. On a failure the transaction (staging
+ * table and all) is rolled back and the job fails saying why; a stop has cancelled it already.
+ */
+async function stage(deps: UploadDeps, req: IncomingMessage, jobId: number, spec: ImportSpec, records: ImportRecords): Promise<number> {
+  const { db } = deps;
   const progress = (phase: ImportProgress["phase"], rowsStaged = records.rows()): ImportProgress => ({
     phase,
     bytes: records.bytes(),
     rowsStaged,
   });
-  await recordUpload(db, job.id, progress("uploading"));
-  announceJob(deps.broker, (await getJob(db, job.id)) ?? job);
+  await recordUpload(db, jobId, progress("uploading"));
+  announceJob(deps.broker, await getJob(db, jobId));
 
   // A progress write that finds the job stopped ends the upload.
   let stopped = false;
   // Typed by assertion: set inside the timer's closure, which narrowing does not see.
   let writing = null as Promise<void> | null;
   const timer = setInterval(() => {
-    writing ??= recordUpload(db, job.id, progress("uploading"))
+    writing ??= recordUpload(db, jobId, progress("uploading"))
       .then((alive) => void (stopped ||= !alive))
       .catch(() => {})
       .finally(() => (writing = null));
   }, UPLOAD_PROGRESS_MS);
   async function* checked() {
     for await (const chunk of records.records) {
-      if (stopped) throw new JobStoppedError(job.id, "stopped");
+      if (stopped) throw new JobStoppedError(jobId, "stopped");
       yield chunk;
     }
   }
@@ -127,31 +152,25 @@ async function upload(deps: UploadDeps, req: IncomingMessage, res: ServerRespons
   try {
     rows = await inSlowLane(() =>
       db.transaction(async (t) => {
-        await createStaging(db, job.id, fullSpec, t);
-        const copied = await deps.copyIn(t, copyStatement({ ...fullSpec, table: stagingTable(job.id) }), checked());
+        await createStaging(db, jobId, spec, t);
+        const copied = await deps.copyIn(t, copyStatement({ ...spec, table: stagingTable(jobId) }), checked());
         if (copied === 0) throw new ImportDataError(null, "the file has no rows");
         return copied;
       }),
     );
   } catch (err) {
     const refused = refusal(asDataError(err, records, spec.table), req);
-    // A stop marked the job cancelled already; anything else fails it, saying why.
-    if (!(err instanceof JobStoppedError)) announceJob(deps.broker, await finishPendingJob(db, job.id, reasonOf(refused)));
+    if (!(err instanceof JobStoppedError)) announceJob(deps.broker, await finishPendingJob(db, jobId, reasonOf(refused)));
     throw refused;
   } finally {
     clearInterval(timer);
     await writing;
   }
-
-  const staged = await recordUpload(db, job.id, progress("staged", rows), rows);
-  if (!staged) {
-    await dropStaging(db, job.id);
-    throw new RequestError(400, "STOPPED", `import ${job.id} was stopped during its upload; nothing was imported`, { id: job.id });
+  if (!(await recordUpload(db, jobId, progress("staged", rows), rows))) {
+    await dropStaging(db, jobId);
+    throw new RequestError(400, "STOPPED", `import ${jobId} was stopped during its upload; nothing was imported`, { id: jobId });
   }
-  await queueBulkJob(db, deps.broker, job);
-  announceJob(deps.broker, await getJob(db, job.id));
-  res.writeHead(202, { "Content-Type": "application/json; charset=utf-8", Location: `/api/imports/${job.id}` });
-  res.end(JSON.stringify({ id: job.id, status: "pending", rows, bytes: records.bytes() }));
+  return rows;
 }
 
 const tooLarge = (maxBytes: number) =>

@@ -30,6 +30,10 @@ export default function insertsService({ db, config, activeJobs, copyIn, ownPort
   return {
     name: "inserts",
 
+    async stopped() {
+      await imports.dispatcher.close();
+    },
+
     actions: {
       create: {
         // Not idempotent: the broker's retry (after a timeout, say) would create a second job.

@@ -63,6 +63,11 @@ export default function jobRunnerService({ db, config, jobPermits, activeJobs, c
       },
     },
 
+    // URL imports' connections (keep-alive) must not hold the process open after it stops.
+    async stopped() {
+      await imports.dispatcher.close();
+    },
+
     methods: {
       run(id: number, keepAlive: () => void) {
         const deps = { db, nodeId: this.broker.nodeID, settings: config.jobs, copyIn, imports, keepAlive, canHandBack: true };

@@ -1,13 +1,19 @@
 // One crawl fetch: undici with an overall deadline, a body cap and redirects followed by hand
 // so that every hop is checked against the SSRF guard and the same-origin rule before it is
-// requested. The outcome is a value, never a throw: the crawler records every URL's fate.
+// requested. Bodies may come compressed (gzip, deflate, br); the cap counts the decoded bytes,
+// so a decompression bomb fails like any other oversized body. The outcome is a value, never a
+// throw: the crawler records every URL's fate.
+import { Duplex, Readable, Transform, Writable, pipeline as pipelineWithCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
 import { request, type Dispatcher } from "undici";
 import { assertPublicTarget, type CrawlTargetPolicy } from "./ssrf";
 import { normalizeUrl, sameOrigin } from "./url";
 import { USER_AGENT } from "./robots";
 
 export type FetchOutcome =
-  | { kind: "ok"; url: string; status: number; contentType: string; body: string; bytes: number }
+  /** `bytes` is the decoded body's length; `wireBytes` what came over the wire (smaller when compressed). */
+  | { kind: "ok"; url: string; status: number; contentType: string; body: string; bytes: number; wireBytes?: number }
   /** The redirect chain ended at a different same-origin URL; that URL is crawled in its own right. */
   | { kind: "redirect"; status: number; to: string }
   | { kind: "skipped"; reason: string; status?: number }
@@ -26,6 +32,12 @@ export interface FetchOptions {
   readRedirected?: boolean;
 }
 
+/** The codings offered in Accept-Encoding: those DECODERS can undo. */
+const ACCEPT_ENCODING = "gzip, deflate, br";
+
+/** More codings than this on one body is no real server; each would cost a decoder's memory. */
+const MAX_CODINGS = 3;
+
 export const isHtml = (contentType: string): boolean => /^(text\/html|application\/xhtml\+xml)\b/i.test(contentType);
 
 export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchOutcome> {
@@ -37,7 +49,11 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
     for (let hop = 0; ; hop++) {
       const res = await request(current, {
         method: "GET",
-        headers: { "user-agent": USER_AGENT, accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5" },
+        headers: {
+          "user-agent": USER_AGENT,
+          accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+          "accept-encoding": ACCEPT_ENCODING,
+        },
         signal,
         dispatcher: opts.dispatcher,
         headersTimeout: opts.timeoutMs,
@@ -72,30 +88,153 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
         discard(res.body);
         return { kind: "skipped", reason: `content type "${contentType || "none"}"`, status };
       }
+      const codings = contentCodings(res.headers);
+      // Content-Length counts wire bytes: it foretells the decoded size only when nothing is encoded.
       const declared = Number(header(res.headers, "content-length") ?? NaN);
-      if (declared > opts.maxBytes) {
+      if (codings.length === 0 && declared > opts.maxBytes) {
         discard(res.body);
         return { kind: "failed", reason: `body of ${declared} bytes exceeds ${opts.maxBytes}`, status };
       }
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      for await (const chunk of res.body) {
-        bytes += (chunk as Buffer).length;
-        if (bytes > opts.maxBytes) {
-          discard(res.body);
-          return { kind: "failed", reason: `body exceeds ${opts.maxBytes} bytes`, status };
-        }
-        chunks.push(chunk as Buffer);
-      }
+      const read = await readBody(res.body, codings, opts.maxBytes);
+      if (read.kind === "failed") return { ...read, status };
       // Postgres text cannot hold NUL; pages that contain it are binary in disguise anyway.
-      const body = Buffer.concat(chunks).toString("utf8").replaceAll("\u0000", "");
-      return { kind: "ok", url: current, status, contentType, body, bytes };
+      const body = read.body.toString("utf8").replaceAll("\u0000", "");
+      return { kind: "ok", url: current, status, contentType, body, bytes: read.body.length, wireBytes: read.wireBytes };
     }
   } catch (err) {
     // A refusal is a decision, like robots.txt's, not a fault of the site.
     if ((err as Error).name === "TargetNotAllowedError") return { kind: "skipped", reason: (err as Error).message };
     return { kind: "failed", reason: describeError(err, opts.timeoutMs) };
   }
+}
+
+type BodyRead = { kind: "read"; body: Buffer; wireBytes: number } | { kind: "failed"; reason: string };
+
+/**
+ * Reads a body through the decoders for its codings, as a stream: at most `maxBytes` decoded bytes
+ * are ever held, and the first byte over the cap stops everything (the undici body is destroyed,
+ * which closes its connection). Errors of the wire (deadline, reset) are thrown for the caller to
+ * describe; bad compressed data is an outcome naming the coding.
+ */
+async function readBody(wire: Dispatcher.ResponseData["body"], codings: readonly string[], maxBytes: number): Promise<BodyRead> {
+  if (codings.length > MAX_CODINGS) {
+    discard(wire);
+    return { kind: "failed", reason: `more than ${MAX_CODINGS} content encodings` };
+  }
+  // Applied in the order listed, so undone in reverse.
+  const makers: { coding: string; make: DecoderFactory }[] = [];
+  for (const coding of [...codings].reverse()) {
+    const make = DECODERS.get(coding);
+    if (make === undefined) {
+      discard(wire);
+      return { kind: "failed", reason: `unsupported content encoding "${coding}"` };
+    }
+    makers.push({ coding, make });
+  }
+  // The first stream to emit an error is where it came from: pipeline then destroys the others
+  // with that same error, so only the first sighting says whether a decoder or the wire failed.
+  const errors: { first?: { error: unknown; coding: string | null } } = {};
+  const watch = (stream: NodeJS.EventEmitter, coding: string | null) =>
+    stream.on("error", (error: unknown) => {
+      errors.first ??= { error, coding };
+    });
+  watch(wire, null);
+  let wireBytes = 0;
+  const countWire = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      wireBytes += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  const decoders = makers.map(({ coding, make }) => make((stream) => watch(stream, coding)));
+  const tooLarge = new Error(`body exceeds ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  const collect = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
+      if (bytes > maxBytes) return callback(tooLarge);
+      chunks.push(chunk);
+      callback();
+    },
+  });
+  try {
+    await pipeline([wire, countWire, ...decoders, collect]);
+  } catch (err) {
+    if (err === tooLarge) return { kind: "failed", reason: tooLarge.message };
+    const first = errors.first;
+    const coding = first !== undefined && first.error === err ? first.coding : null;
+    if (coding !== null) {
+      // Servers put Content-Encoding on empty bodies too; no coding can decode nothing.
+      if (wireBytes === 0) return { kind: "read", body: Buffer.alloc(0), wireBytes };
+      return { kind: "failed", reason: `bad ${coding} body` };
+    }
+    throw err;
+  }
+  return { kind: "read", body: Buffer.concat(chunks), wireBytes };
+}
+
+/** A decoder for one coding; `watch` is told of every stream that can fail on bad data. */
+type DecoderFactory = (watch: (stream: NodeJS.EventEmitter) => void) => Duplex;
+
+const DECODERS: ReadonlyMap<string, DecoderFactory> = new Map<string, DecoderFactory>([
+  ["gzip", (watch) => watched(zlib.createGunzip(), watch)],
+  ["x-gzip", (watch) => watched(zlib.createGunzip(), watch)],
+  ["br", (watch) => watched(zlib.createBrotliDecompress(), watch)],
+  ["deflate", inflateEither],
+]);
+
+function watched<T extends Duplex>(stream: T, watch: (stream: NodeJS.EventEmitter) => void): T {
+  watch(stream);
+  return stream;
+}
+
+/**
+ * "deflate" means zlib-wrapped data (RFC 9110), but some servers send raw deflate: the first two
+ * bytes tell which, since a zlib header is a valid CMF/FLG pair. The choice waits for those bytes;
+ * the inflater is then read as an async iterator, so its output waits for the reader (a deflate
+ * bomb is inflated only as far as the cap lets it).
+ */
+function inflateEither(watch: (stream: NodeJS.EventEmitter) => void): Duplex {
+  return Duplex.from(async function* (source: AsyncIterable<Buffer>) {
+    const input = source[Symbol.asyncIterator]();
+    let head = Buffer.alloc(0);
+    let ended = false;
+    while (head.length < 2 && !ended) {
+      const next = await input.next();
+      if (next.done) ended = true;
+      else head = Buffer.concat([head, next.value]);
+    }
+    const inflater = watched(hasZlibHeader(head) ? zlib.createInflate() : zlib.createInflateRaw(), watch);
+    async function* headThenRest() {
+      yield head;
+      while (!ended) {
+        const next = await input.next();
+        if (next.done) ended = true;
+        else yield next.value;
+      }
+    }
+    // An error on either side destroys the inflater, which ends the loop below with it.
+    pipelineWithCallback(Readable.from(headThenRest(), { objectMode: false }), inflater, () => {});
+    for await (const chunk of inflater) yield chunk as Buffer;
+  });
+}
+
+/** Whether data starts with a zlib header (RFC 1950): method 8, a window of at most 32 KiB, a check that divides by 31. */
+function hasZlibHeader(data: Buffer): boolean {
+  if (data.length < 2) return false;
+  const cmfFlg = data.readUInt16BE(0);
+  return ((cmfFlg >> 8) & 0x0f) === 8 && cmfFlg >> 12 <= 7 && cmfFlg % 31 === 0;
+}
+
+/** Content-Encoding's codings in the order they were applied, without identity (which is none). */
+function contentCodings(headers: Record<string, string | string[] | undefined>): string[] {
+  const value = headers["content-encoding"];
+  const joined = Array.isArray(value) ? value.join(",") : (value ?? "");
+  return joined
+    .split(",")
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== "" && c !== "identity");
 }
 
 /** Drains a small unwanted body so the connection can be reused; gives up on a large one. */

@@ -37,6 +37,7 @@ const MIGRATIONS = [
   "0004_crawl_jobs.sql",
   "0005_id_tasks.sql",
   "0006_console.sql",
+  "0007_imports.sql",
 ];
 
 describeWithServers(["DATABASE_URL"], "migrations on PostgreSQL", () => {
