@@ -1,7 +1,7 @@
 // Crawl throughput benchmark: `npm run bench:crawl`. See bench/README.md.
 //
 // Serves a generated site on 127.0.0.1, measures what a bare undici fetch loop can pull from it
-// (and the same loop plus cheerio parsing), then crawls it with Sluice in embedded mode (PGlite,
+// (and the same loop plus the crawler's own parsing (extractPage, htmlparser2)), then crawls it with Sluice in embedded mode (PGlite,
 // one process) and, when DATABASE_URL is set, against a fresh database on that Postgres server.
 // Every figure comes from one process on one machine: compare rows with each other, not with
 // other machines.
@@ -391,7 +391,7 @@ async function main(): Promise<number> {
     // each is run BASELINE_ROUNDS times and the median pass is reported.
     for (const [mode, parse] of [
       ["bare undici fetch", false],
-      ["undici fetch + cheerio", true],
+      ["undici fetch + extractPage", true],
     ] as const) {
       const passes: { seconds: number; cpuSeconds: number; site: SiteStats }[] = [];
       const { rssPeakBytes } = await withRssPeak(async () => {
