@@ -26,15 +26,14 @@ import { performance } from "node:perf_hooks";
 import { Readable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { from as copyFrom } from "pg-copy-streams";
-import { http, waitForNodes, waitUntilFinished } from "../fixtures/api-client";
-import { waitFor } from "../fixtures/polling";
+import { http, waitForNodes, waitForReady, waitUntilFinished } from "../fixtures/api-client";
 import { deleteRedisKeys, deleteStreams, namespaceKeys } from "../fixtures/namespace-cleanup";
-import { freePort, startNode, uniqueNamespace, type NodeProcess } from "../fixtures/node-process";
+import { freePort, uniqueNamespace, type NodeProcess } from "../fixtures/node-process";
 import { withClient } from "../fixtures/pg-client";
 import type { ScratchDatabase } from "../fixtures/scratch-db";
 import { DEFAULT_IMPORT_MAX_BYTES } from "../lib/platform/config";
 import { migrate } from "../lib/platform/migrate";
-import { createBenchDatabase, intEnv, log, round, runBench } from "./support";
+import { createBenchDatabase, intEnv, log, peakRssMiB, round, runBench, seeded, startApiAndIngestor } from "./support";
 
 const MiB = 1024 ** 2;
 const BIG_BYTES = intEnv("BENCH_IMPORT_BYTES", 2 * 1024 ** 3, 4096, Number.MAX_SAFE_INTEGER);
@@ -59,17 +58,6 @@ const RAW_COPY = `COPY ${TABLE} (n, label, amount, at, doc) FROM STDIN WITH (FOR
 
 // ---------------------------------------------------------------------------------------------
 // The file
-
-/** mulberry32: 32-bit integer arithmetic only, so it is fast and the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const bytesOf = (s: string): Buffer => Buffer.from(s, "latin1");
 const WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett", "kilo", "lima"];
@@ -275,8 +263,6 @@ async function rawCopy(file: string): Promise<{ seconds: number; rows: number }>
 // ---------------------------------------------------------------------------------------------
 // Sluice
 
-const peakRssMiB = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-
 // Nodes still running, stopped if the run is interrupted (they are separate processes and would outlive it).
 const liveNodes = new Set<NodeProcess>();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -315,28 +301,18 @@ function postCsv(url: string, source: Readable, bytes: number, sent = { bytes: 0
 const IMPORT_URL = (base: string) => `${base}/api/imports?table=${TABLE}&format=csv&header=true`;
 
 /**
- * A one-record import, posted until the cluster queues it, then removed. The api node lists both
- * nodes before its channel adapter has connected, and a job posted then is refused (503
- * NOT_QUEUED, after the whole upload); it also takes the nodes' first-call costs off the clock.
+ * A one-record import, then removed: it takes the nodes' first-call costs off the clock. Posted
+ * once the api is ready (its channels connected: a job posted before is refused, 503 NOT_QUEUED).
  */
 async function warmUp(base: string, dbUrl: string): Promise<void> {
   const w = new RowWriter(Buffer.allocUnsafe(HEADER.length + MAX_ROW));
   w.put(bytesOf(HEADER));
   writeRow(w, 0, seeded(1));
   const body = w.buf.subarray(0, w.pos);
-  let refused = 0;
-  const id = await waitFor(
-    async () => {
-      const res = await postCsv(IMPORT_URL(base), Readable.from([body]), body.length);
-      if (res.status === 202) return Number(res.body.id);
-      refused++;
-      if (res.status !== 503) throw new Error(`POST /api/imports answered ${res.status}: ${JSON.stringify(res.body)}`);
-      return undefined;
-    },
-    60_000,
-    "the cluster to queue an import",
-  );
-  if (refused > 0) log(`  warm-up import refused ${refused} time(s) before the cluster queued it`);
+  await waitForReady(base, 60_000);
+  const res = await postCsv(IMPORT_URL(base), Readable.from([body]), body.length);
+  if (res.status !== 202) throw new Error(`POST /api/imports answered ${res.status}: ${JSON.stringify(res.body)}`);
+  const id = Number(res.body.id);
   const job = await waitUntilFinished(base, `/api/imports/${id}`, 60_000, `warm-up import ${id}`);
   if (job.status !== "succeeded") throw new Error(`warm-up import ${id} ended ${job.status}: ${job.error}`);
   await withClient(dbUrl, (c) => c.query(`TRUNCATE ${TABLE} RESTART IDENTITY`));
@@ -359,17 +335,10 @@ async function sluiceImport(file: string, bytes: number): Promise<SluiceRun> {
   const db = await freshDb();
   const port = await freePort();
   const namespace = uniqueNamespace("bench");
-  const common: Record<string, string> = { DATABASE_URL: db.url, NAMESPACE: namespace, DATA_DIR: "", IMPORT_TABLES: TABLE };
-  if (bytes > DEFAULT_IMPORT_MAX_BYTES) common.IMPORT_MAX_BYTES = String(bytes);
-  if (NATS_URL) common.TRANSPORTER = NATS_URL;
-  if (REDIS_URL) common.REDIS_URL = REDIS_URL;
-  // Without a transporter the nodes could not talk: then one process runs both roles.
-  const nodes = NATS_URL
-    ? [
-        startNode(`${namespace}-api`, { ...common, SERVICES: "api", PORT: String(port) }),
-        startNode(`${namespace}-ingestor`, { ...common, SERVICES: "ingestor", PORT: "0" }),
-      ]
-    : [startNode(`${namespace}-all`, { ...common, SERVICES: "api,ingestor", PORT: String(port) })];
+  const env: Record<string, string> = { DATABASE_URL: db.url, NAMESPACE: namespace, DATA_DIR: "", IMPORT_TABLES: TABLE };
+  if (bytes > DEFAULT_IMPORT_MAX_BYTES) env.IMPORT_MAX_BYTES = String(bytes);
+  if (REDIS_URL) env.REDIS_URL = REDIS_URL;
+  const nodes = startApiAndIngestor(namespace, env, port, NATS_URL);
   nodes.forEach((n) => liveNodes.add(n));
   const base = `http://127.0.0.1:${port}`;
   const sent = { bytes: 0 };

@@ -10,19 +10,17 @@
 //
 // Knobs: BENCH_ROWS (default 1000000), DATABASE_URL (admin URL; default the local server),
 // NATS_URL, REDIS_URL.
-import fs from "node:fs";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { from as copyFrom } from "pg-copy-streams";
-import { http, waitForNodes, waitUntilFinished } from "../fixtures/api-client";
-import { freePort, startNode, uniqueNamespace } from "../fixtures/node-process";
+import { http, waitForNodes, waitForReady, waitUntilFinished } from "../fixtures/api-client";
+import { freePort, uniqueNamespace } from "../fixtures/node-process";
 import { withClient } from "../fixtures/pg-client";
-import { waitFor } from "../fixtures/polling";
 import type { ScratchDatabase } from "../fixtures/scratch-db";
 import { batchSizes, randomRowBatch, randomRowsCopyText, type RowBatch } from "../lib/loading/random-rows";
 import { migrate } from "../lib/platform/migrate";
-import { createBenchDatabase, log } from "./support";
+import { createBenchDatabase, log, peakRssMiB, seeded, startApiAndIngestor } from "./support";
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
 const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -31,11 +29,6 @@ const REDIS_URL = process.env.REDIS_URL ?? null;
 // The goal: a job's throughput at least this share of raw COPY's.
 const COPY_GOAL = 0.8;
 
-/** A seeded generator, so every baseline writes the same rows. */
-function seeded(seed: number): () => number {
-  let s = seed;
-  return () => (s = (s * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
-}
 function* sameRows(total: number, batch: number): Generator<RowBatch> {
   const random = seeded(42);
   for (let left = total; left > 0; left -= batch) yield randomRowBatch(Math.min(batch, left), random);
@@ -78,43 +71,23 @@ async function rawInsert(url: string): Promise<number> {
   });
 }
 
-const peakRssMiB = (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-
 /** A Sluice cluster (api node + ingestor node) on a fresh database; runs one job of `rows`. */
 async function sluiceJob(rows: number): Promise<{ seconds: number; ingestorPeakMiB: number; job: any }> {
   const db = await freshDb();
   const port = await freePort();
   const namespace = uniqueNamespace("bench");
-  const common: Record<string, string> = { DATABASE_URL: db.url, NAMESPACE: namespace, DATA_DIR: "" };
-  if (NATS_URL) common.TRANSPORTER = NATS_URL;
-  if (REDIS_URL) common.REDIS_URL = REDIS_URL;
-  // Without a transporter the nodes could not talk: then one process runs both roles.
-  const nodes = NATS_URL
-    ? [
-        startNode(`${namespace}-api`, { ...common, SERVICES: "api", PORT: String(port) }),
-        startNode(`${namespace}-ingestor`, { ...common, SERVICES: "ingestor", PORT: "0" }),
-      ]
-    : [startNode(`${namespace}-all`, { ...common, SERVICES: "api,ingestor", PORT: String(port) })];
+  const env: Record<string, string> = { DATABASE_URL: db.url, NAMESPACE: namespace, DATA_DIR: "" };
+  if (REDIS_URL) env.REDIS_URL = REDIS_URL;
+  const nodes = startApiAndIngestor(namespace, env, port, NATS_URL);
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitForNodes(base, nodes.length, 60_000);
-    // The api node lists both nodes before its channel adapter has connected; a job posted then
-    // is refused (503 NOT_QUEUED, marked failed, nothing written). Post again until one is
-    // queued: the clock starts at the POST that was.
-    let refused = 0;
-    const { id, t0 } = await waitFor(
-      async () => {
-        const postedAt = performance.now();
-        const res = await http(base, "POST", "/api/inserts", { rows });
-        if (res.status === 202) return { id: res.body.id as number, t0: postedAt };
-        refused++;
-        if (res.status !== 503) throw new Error(`POST /api/inserts answered ${res.status}: ${JSON.stringify(res.body)}`);
-        return undefined;
-      },
-      60_000,
-      "the cluster to queue a job",
-    );
-    if (refused > 0) log(`POST /api/inserts refused ${refused} time(s) before the cluster queued the job`);
+    // Ready once its channels are connected: a job posted before is refused (503 NOT_QUEUED).
+    await waitForReady(base, 60_000);
+    const t0 = performance.now();
+    const res = await http(base, "POST", "/api/inserts", { rows });
+    if (res.status !== 202) throw new Error(`POST /api/inserts answered ${res.status}: ${JSON.stringify(res.body)}`);
+    const id = res.body.id as number;
     const job = await waitUntilFinished(base, `/api/jobs/${id}`, 600_000, `job ${id}`);
     const seconds = (performance.now() - t0) / 1000;
     if (job.status !== "succeeded") throw new Error(`job ${id} ended ${job.status}: ${job.error}`);

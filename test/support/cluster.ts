@@ -9,13 +9,12 @@
 //   const crawl = await cluster.waitForCrawl(id);
 //   await cluster.cleanup();
 import type pg from "pg";
-import { http, startCrawlWhenReady, waitForNodes, waitUntilFinished } from "../../fixtures/api-client";
+import { http, startCrawlWhenReady, waitForNodes, waitForReady, waitUntilFinished } from "../../fixtures/api-client";
 import { deleteRedisKeys, deleteStreams, namespaceKeys } from "../../fixtures/namespace-cleanup";
 import { freePort, isRunning, startNode, uniqueNamespace, type NodeProcess } from "../../fixtures/node-process";
 import { withClient } from "../../fixtures/pg-client";
 import type { ScratchDatabase } from "../../fixtures/scratch-db";
 import { serveGeneratedSite, type GeneratedSiteOptions, type GeneratedSiteServer } from "../../fixtures/site-server";
-import { waitFor } from "../../fixtures/polling";
 import { connectionsByName, sampleConnections, type ConnectionSampler } from "./connections";
 import { createTestDatabase, NATS_URL, tempDir } from "./env";
 
@@ -136,12 +135,7 @@ export class Cluster {
 
   /** Waits until the node answers /api/ready with 200. */
   ready(node: ClusterNode, timeoutMs = 60_000): Promise<true> {
-    const ready = waitFor(
-      async () => ((await http(node.api, "GET", "/api/ready")).status === 200 ? true : undefined),
-      timeoutMs,
-      `${node.name} ready`,
-    );
-    return this.printOnFailure(ready);
+    return this.printOnFailure(waitForReady(node.api, timeoutMs, `${node.name} ready`));
   }
 
   /** Posts the crawl until the cluster accepts it; answers its id. */
