@@ -22,7 +22,8 @@ export interface BulkJobDeps {
   nodeId: string;
   settings: JobSettings;
   copyIn: CopyIn;
-  imports: ImportDeps;
+  /** What URL imports need; only the job runner has it (a blocking insert runs inserts alone). */
+  imports?: ImportDeps;
   /** Every status or progress change goes out through this (the `jobs.updated` event). */
   announce(job: JobRow | ProgressUpdate): void;
   /** Called on every heartbeat (JetStream: keep the message from being redelivered). */

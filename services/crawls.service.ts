@@ -1,10 +1,9 @@
 // Crawl requests: create, read, list, cancel. The fetching happens in the crawler service.
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { ConflictError, NotFoundError, ValidationError } from "../lib/platform/errors";
+import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { EVENT_CRAWL_CREATED } from "../lib/platform/names";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
-import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
-import { normalizeUrl } from "../lib/crawl/url";
+import { checkedTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
 import {
   cancelCrawl,
   crawlCounts,
@@ -94,9 +93,7 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
           $$strict: true,
         },
         async handler(ctx: Context<CreateCrawlParams, HttpMeta>) {
-          const url = normalizeUrl(ctx.params.url);
-          if (url === null) throw new ValidationError("url", `"${ctx.params.url}" is not an http:// or https:// URL`);
-          await assertPublicTarget(url, policy);
+          const url = await checkedTarget(ctx.params.url, policy);
           const { crawl, job } = await createCrawl(
             db,
             url,

@@ -77,10 +77,12 @@ async function loadStaged(
 }
 
 async function loadFromUrl(deps: BulkJobDeps, spec: ImportParams, t: Transaction, io: WorkIO): Promise<{ rows: number; bytes: number }> {
-  const body = await openUrl(spec.url!, deps.imports, io.signal);
+  const imports = deps.imports;
+  if (!imports) throw new Error("this runner has no import settings (only the job runner runs imports)");
+  const body = await openUrl(spec.url!, imports, io.signal);
   let records: ImportRecords | null = null;
   try {
-    records = await openRecords(body, spec, deps.imports.maxBytes);
+    records = await openRecords(body, spec, imports.maxBytes);
     const catalog = await catalogColumns(deps.db, spec.table);
     if (!catalog) throw new PermanentJobError(`table ${spec.table} does not exist`);
     if (records.columns.length === 0) throw new ImportDataError(null, "the file is empty");

@@ -6,8 +6,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { NotFoundError, ValidationError } from "../lib/platform/errors";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { columnProblem, importSpecOf } from "../lib/loading/import-format";
-import { assertPublicTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
-import { normalizeUrl } from "../lib/crawl/url";
+import { checkedTarget, CrawlTargetPolicy } from "../lib/crawl/ssrf";
 import { createJob, JOB_STATUSES, listJobs, presentJob, type JobStatus, type JobView } from "../models/jobs";
 import { catalogColumns } from "../models/imports";
 import type { HttpMeta, Runtime } from "../lib/contracts";
@@ -72,9 +71,7 @@ export default function importsService({ db, config, ownPorts }: Runtime): Servi
         },
         async handler(ctx: Context<Record<string, unknown> & { url: string }, HttpMeta>) {
           const spec = importSpecOf(ctx.params, config.imports.tables, null);
-          const url = normalizeUrl(ctx.params.url);
-          if (url === null) throw new ValidationError("url", `"${ctx.params.url.slice(0, 100)}" is not an http:// or https:// URL`);
-          await assertPublicTarget(url, policy);
+          const url = await checkedTarget(ctx.params.url, policy);
           const catalog = await catalogColumns(db, spec.table);
           if (!catalog) throw new ValidationError("table", `table ${spec.table} does not exist`);
           const problem = spec.columns.length > 0 ? columnProblem(spec.columns, catalog) : null;

@@ -8,7 +8,6 @@ import { queueBulkJob, runRegistered } from "./bulk-job";
 import { createJob, getJob, presentJob } from "../models/jobs";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announce, announceJob } from "./announce";
-import { importDepsFor } from "./import-job";
 
 export const DEFAULT_INSERT_ROWS = 100_000;
 export const MAX_INSERT_ROWS = 10_000_000;
@@ -25,14 +24,9 @@ function requireBody(ctx: Context<unknown, BodyMeta>): void {
   if (ctx.meta.bodyMissing) throw new ValidationError("body", 'expected a JSON object such as {"rows": 100000}');
 }
 
-export default function insertsService({ db, config, activeJobs, copyIn, ownPorts }: Runtime): ServiceSchema {
-  const imports = importDepsFor(config, ownPorts);
+export default function insertsService({ db, config, activeJobs, copyIn }: Runtime): ServiceSchema {
   return {
     name: "inserts",
-
-    async stopped() {
-      await imports.dispatcher.close();
-    },
 
     actions: {
       create: {
@@ -64,7 +58,7 @@ export default function insertsService({ db, config, activeJobs, copyIn, ownPort
           const broadcast = (view: object) => announce(ctx, EVENT_JOBS_UPDATED, view);
           broadcast(presentJob(job));
           // One attempt: the caller is waiting, and hears of a failure at once.
-          const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 }, copyIn, imports };
+          const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 }, copyIn };
           const finished = await runRegistered(deps, job.id, activeJobs, broadcast);
           // Null when a stop came before the claim: the record says what happened.
           return presentJob(finished ?? (await getJob(db, job.id)) ?? job);

@@ -7,6 +7,7 @@ import { BlockList, isIP } from "node:net";
 import { buildConnector } from "undici";
 import type { AllowHost, Config } from "../platform/config";
 import { TargetNotAllowedError, ValidationError } from "../platform/errors";
+import { normalizeUrl } from "./url";
 
 export type Lookup = (host: string) => Promise<{ address: string }[]>;
 
@@ -191,6 +192,17 @@ export class CrawlTargetPolicy {
 // Checks every resolved address, not just the first: a host with one public and one
 // private record could otherwise be steered onto the private one by the connector.
 // This does not stop DNS rebinding between this check and the fetch; guardedConnector does.
+/**
+ * A URL a client gave as a crawl or import target, normalised, once the policy allows it: a 422
+ * naming `url` when it is no http(s) URL, TARGET_NOT_ALLOWED when the policy refuses it.
+ */
+export async function checkedTarget(raw: string, policy: CrawlTargetPolicy): Promise<string> {
+  const url = normalizeUrl(raw);
+  if (url === null) throw new ValidationError("url", `"${raw.slice(0, 100)}" is not an http:// or https:// URL`);
+  await assertPublicTarget(url, policy);
+  return url;
+}
+
 export async function assertPublicTarget(url: string, policy: CrawlTargetPolicy): Promise<void> {
   let parsed: URL;
   try {
