@@ -3,7 +3,7 @@
 // the sweep that fails uploads whose node died and drops staging no job needs any more.
 import type { ClientBase } from "pg";
 import type { Sequelize, Transaction } from "sequelize";
-import { quoteIdent, type CatalogColumn, type ImportSpec } from "../lib/loading/import-format";
+import { quoteIdent, quoteTable, type CatalogColumn, type ImportSpec } from "../lib/loading/import-format";
 import { select, selectOne } from "./query";
 
 /** What an import's job row carries beside done/total (jobs.progress_detail). */
@@ -16,7 +16,6 @@ export interface ImportProgress {
 }
 
 export const stagingTable = (jobId: number): string => `import_staging_${jobId}`;
-const qualified = (table: string) => table.split(".").map(quoteIdent).join(".");
 
 /** The table's columns in order, or null when there is no such table. */
 export async function catalogColumns(db: Sequelize, table: string): Promise<CatalogColumn[] | null> {
@@ -24,7 +23,7 @@ export async function catalogColumns(db: Sequelize, table: string): Promise<Cata
     db,
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, (a.attidentity = 'a' OR a.attgenerated <> '') AS generated
        FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-    [qualified(table)],
+    [quoteTable(table)],
   );
   return rows.length === 0 ? null : rows.map((r) => ({ name: r.name, type: r.type, generated: r.generated }));
 }
@@ -39,11 +38,11 @@ export async function createStaging(db: Sequelize, jobId: number, spec: ImportSp
   // Held until the upload's transaction ends: while it is held, the upload is alive (sweepImports).
   await select(db, `SELECT pg_advisory_xact_lock(${UPLOAD_LOCK}, $1)`, [jobId], t);
   const cols = spec.columns.map(quoteIdent).join(", ");
-  await db.query(`CREATE UNLOGGED TABLE ${staging} AS SELECT ${cols} FROM ${qualified(spec.table)} WITH NO DATA`, { transaction: t });
+  await db.query(`CREATE UNLOGGED TABLE ${staging} AS SELECT ${cols} FROM ${quoteTable(spec.table)} WITH NO DATA`, { transaction: t });
   const notNull = await select<{ name: string }>(
     db,
     `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnotnull AND attname = ANY($2::text[])`,
-    [qualified(spec.table), spec.columns],
+    [quoteTable(spec.table), spec.columns],
     t,
   );
   for (const { name } of notNull)
@@ -68,7 +67,7 @@ export async function stagingBlocks(db: Sequelize, jobId: number, t: Transaction
 export async function moveStagedBlocks(client: ClientBase, jobId: number, spec: ImportSpec, from: number, to: number): Promise<number> {
   const cols = spec.columns.map(quoteIdent).join(", ");
   const result = await client.query(
-    `INSERT INTO ${qualified(spec.table)} (${cols}) SELECT ${cols} FROM ${stagingTable(jobId)}
+    `INSERT INTO ${quoteTable(spec.table)} (${cols}) SELECT ${cols} FROM ${stagingTable(jobId)}
       WHERE ctid >= '(${from},0)'::tid AND ctid < '(${to},0)'::tid`,
   );
   return result.rowCount ?? 0;

@@ -37,7 +37,7 @@ export interface UploadDeps {
 }
 
 // How often an upload records its progress (and learns whether it was stopped).
-export const UPLOAD_PROGRESS_MS = 1_000;
+const UPLOAD_PROGRESS_MS = 1_000;
 
 const UPLOAD_PARAMS = ["table", "format", "header", "delimiter", "columns"];
 

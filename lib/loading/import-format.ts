@@ -45,6 +45,9 @@ export class ImportDataError extends PermanentJobError {
 /** Quotes an identifier for SQL (the names were checked against the catalog first). */
 export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
+/** A table name as IMPORT_TABLES writes it (`table` or `schema.table`), quoted for SQL. */
+export const quoteTable = (table: string): string => table.split(".").map(quoteIdent).join(".");
+
 /** The name that is not a column of the table, or one Postgres would refuse to fill; null when all are fine. */
 export function columnProblem(columns: readonly string[], catalog: readonly CatalogColumn[]): { column: string; message: string } | null {
   const seen = new Set<string>();
@@ -60,7 +63,7 @@ export function columnProblem(columns: readonly string[], catalog: readonly Cata
 
 /** The COPY statement that loads one import's rows (CSV as Postgres reads CSV; NDJSON as COPY text rows). */
 export function copyStatement(spec: ImportSpec, source = "STDIN"): string {
-  const target = `${spec.table.split(".").map(quoteIdent).join(".")} (${spec.columns.map(quoteIdent).join(", ")})`;
+  const target = `${quoteTable(spec.table)} (${spec.columns.map(quoteIdent).join(", ")})`;
   const options =
     spec.format === "csv" ? `FORMAT csv, DELIMITER ${quoteLiteral(spec.delimiter)}, ENCODING 'UTF8'` : `FORMAT text, ENCODING 'UTF8'`;
   return `COPY ${target} FROM ${source} WITH (${options})`;
