@@ -53,6 +53,36 @@ describe("parseRobots", () => {
   });
 });
 
+describe("parseRobots sitemaps", () => {
+  it("lists the Sitemap: lines of every group, normalised, deduplicated, in order, on any origin", () => {
+    const body = [
+      "Sitemap: https://example.com/sitemap_index.xml",
+      "User-agent: *",
+      "Disallow: /private/",
+      "sitemap:   https://EXAMPLE.com:443/news.xml#x  ",
+      "",
+      "User-agent: other",
+      "Sitemap: https://cdn.example.net/sitemaps/example.xml.gz",
+      "Sitemap: https://example.com/sitemap_index.xml",
+    ].join("\n");
+    expect(parseRobots(ROBOTS_URL, body).sitemaps).toEqual([
+      "https://example.com/sitemap_index.xml",
+      "https://example.com/news.xml",
+      "https://cdn.example.net/sitemaps/example.xml.gz",
+    ]);
+  });
+
+  it("reads a relative Sitemap: line against robots.txt and drops unusable ones", () => {
+    const body = "Sitemap: /sitemap.xml\nSitemap: ftp://example.com/s.xml\nSitemap:\n";
+    expect(parseRobots(ROBOTS_URL, body).sitemaps).toEqual(["https://example.com/sitemap.xml"]);
+  });
+
+  it("has none without a body or Sitemap: lines", () => {
+    expect(parseRobots(ROBOTS_URL, null).sitemaps).toEqual([]);
+    expect(parseRobots(ROBOTS_URL, "User-agent: *\nDisallow: /\n").sitemaps).toEqual([]);
+  });
+});
+
 describe("robotsUrlFor", () => {
   it("keeps scheme, host and non-default port and drops the rest", () => {
     expect(robotsUrlFor("https://Example.com/a/b?c=1#d")).toBe("https://example.com/robots.txt");
