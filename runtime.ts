@@ -30,6 +30,7 @@ import queuesService from "./services/queues.service";
 import pagesService from "./services/pages.service";
 import rowsService from "./services/rows.service";
 import schedulerService from "./services/scheduler.service";
+import schedulesService from "./services/schedules.service";
 import throttleService from "./services/throttle.service";
 import usersService from "./services/users.service";
 
@@ -56,10 +57,13 @@ const ROLE_SERVICES: Record<Role, ServiceFactory[]> = {
     jobControlService,
     throttleService,
     backlogService,
+    schedulesService,
   ],
   crawler: [crawlerService, throttleService],
   ingestor: [ingestorService, jobRunnerService, jobControlService, throttleService],
-  scheduler: [schedulerService, throttleService],
+  // schedulesService on both: its actions answer wherever it runs, its tick loop runs only where
+  // the scheduler role does (it checks config.roles), so a node of both roles runs it once.
+  scheduler: [schedulerService, schedulesService, throttleService],
 };
 
 export interface Sluice {

@@ -1,12 +1,12 @@
 // Crawls in SQL. "Is it done?" is a question the frontier (models/frontier.ts) answers
 // exactly: no URL is queued, being fetched, or fetched and awaiting the ingestor.
-import type { Sequelize } from "sequelize";
+import type { Sequelize, Transaction } from "sequelize";
 import { createJob, type JobRow, type JobView } from "./jobs";
 import { select } from "./query";
 
 export const CRAWL_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
 export type CrawlStatus = (typeof CRAWL_STATUSES)[number];
-export type UrlState = "queued" | "fetching" | "fetched" | "stored" | "failed" | "skipped";
+export type UrlState = "queued" | "fetching" | "fetched" | "stored" | "unchanged" | "failed" | "skipped";
 
 export interface CrawlRow {
   id: number;
@@ -22,6 +22,7 @@ export interface CrawlRow {
   job_id: number | null;
   /** Crawlers lease none of its URLs while it is paused. */
   paused: boolean;
+  sitemaps: boolean;
 }
 
 export interface CrawlCounts {
@@ -30,30 +31,45 @@ export interface CrawlCounts {
   fetching: number;
   fetched: number;
   stored: number;
+  /** Found current by a recrawl (a 304, or the stored body): settled without the ingestor. */
+  unchanged: number;
   failed: number;
   skipped: number;
 }
 
-/** Creates a crawl, its root URL and its job row (kind "crawl"), answering the crawl and the job. */
+/**
+ * Creates a crawl, its root URL and its job row (kind "crawl"), answering the crawl and the job:
+ * in a transaction of its own, or in `options.transaction` (a schedule's tick). `jobParams` go
+ * into the job's params too (a schedule's id).
+ */
 export async function createCrawl(
   db: Sequelize,
   url: string,
   maxPages: number,
   maxDepth: number,
+  sitemaps = false,
+  options: { transaction?: Transaction; jobParams?: Record<string, unknown> } = {},
 ): Promise<{ crawl: CrawlRow; job: JobRow }> {
-  return db.transaction(async (t) => {
+  const create = async (t: Transaction) => {
     const [crawl] = await select<CrawlRow>(
       db,
-      `INSERT INTO crawls (url, max_pages, max_depth, discovered) VALUES ($1, $2, $3, 1) RETURNING *`,
-      [url, maxPages, maxDepth],
+      `INSERT INTO crawls (url, max_pages, max_depth, discovered, sitemaps) VALUES ($1, $2, $3, 1, $4) RETURNING *`,
+      [url, maxPages, maxDepth, sitemaps],
       t,
     );
     await db.query(`INSERT INTO crawl_urls (crawl_id, url, depth) VALUES ($1, $2, 0)`, { bind: [crawl!.id, url], transaction: t });
     // Its job row (kind 'crawl'); the crawl_job_follow trigger keeps it in step from here on.
-    const job = await createJob(db, "crawl", { crawlId: crawl!.id, url, maxPages, maxDepth }, maxPages, t);
+    const job = await createJob(
+      db,
+      "crawl",
+      { ...options.jobParams, crawlId: crawl!.id, url, maxPages, maxDepth, ...(sitemaps ? { sitemaps } : {}) },
+      maxPages,
+      t,
+    );
     await db.query(`UPDATE crawls SET job_id = $2 WHERE id = $1`, { bind: [crawl!.id, job.id], transaction: t });
     return { crawl: { ...crawl!, job_id: job.id }, job };
-  });
+  };
+  return options.transaction ? create(options.transaction) : db.transaction(create);
 }
 
 export async function getCrawl(db: Sequelize, id: number): Promise<CrawlRow | null> {
@@ -81,7 +97,7 @@ export async function listCrawls(
 /** Each crawl's URLs by state, for many crawls in one query. */
 export async function crawlCounts(db: Sequelize, ids: number[]): Promise<Map<number, CrawlCounts>> {
   const counts = new Map<number, CrawlCounts>(
-    ids.map((id) => [id, { discovered: 0, queued: 0, fetching: 0, fetched: 0, stored: 0, failed: 0, skipped: 0 }]),
+    ids.map((id) => [id, { discovered: 0, queued: 0, fetching: 0, fetched: 0, stored: 0, unchanged: 0, failed: 0, skipped: 0 }]),
   );
   if (ids.length === 0) return counts;
   const rows = await select<{ crawl_id: number; state: UrlState; n: number }>(
@@ -143,6 +159,9 @@ export const FINISH_IF_DONE_SQL = `UPDATE crawls c
                          WHERE u.crawl_id = c.id AND u.state IN ('queued', 'fetching', 'fetched'))
       RETURNING c.status`;
 
+/** URLs whose fate is known: stored, found unchanged, failed or skipped. */
+export const settledUrls = (c: CrawlCounts): number => c.stored + c.unchanged + c.failed + c.skipped;
+
 /** Crawl jobs' progress comes from their frontier: settled URLs of those admitted. */
 export async function withCrawlProgress(db: Sequelize, jobs: JobView[]): Promise<JobView[]> {
   const crawlIdOf = (j: JobView) => Number(j.params.crawlId);
@@ -151,7 +170,7 @@ export async function withCrawlProgress(db: Sequelize, jobs: JobView[]): Promise
   const counts = await crawlCounts(db, crawlJobs.map(crawlIdOf));
   return jobs.map((j) => {
     const c = j.kind === "crawl" ? counts.get(crawlIdOf(j)) : undefined;
-    return c ? { ...j, progress: { done: c.stored + c.failed + c.skipped, total: c.discovered } } : j;
+    return c ? { ...j, progress: { done: settledUrls(c), total: c.discovered } } : j;
   });
 }
 

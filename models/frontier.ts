@@ -3,6 +3,7 @@
 // its lease expires (its holder died). The ingestor marks a URL stored in the transaction that
 // stores its page.
 import type { Sequelize, Transaction } from "sequelize";
+import { recordHistory, type FetchHistoryRecord } from "./page-fetches";
 import { select, selectOne } from "./query";
 import { queuePaused } from "./queues";
 
@@ -12,18 +13,36 @@ export interface LeasedUrl {
   depth: number;
   rootUrl: string;
   maxDepth: number;
+  /** Whether the crawl seeds its frontier from the site's sitemaps too. */
+  sitemaps: boolean;
+  /** What is stored of this URL from an earlier crawl: the recrawl asks for it conditionally. */
+  stored: StoredCopy | null;
+}
+
+export interface StoredCopy {
+  etag: string | null;
+  lastModified: string | null;
+  contentHash: string | null;
+  /** The stored page's links: an unchanged page's are followed without fetching or parsing it again. */
+  links: string[] | null;
 }
 
 export interface FetchRecord {
-  state: "fetched" | "failed" | "skipped";
+  /** unchanged: the stored page is current (a 304, or the same body); its row is kept as it is. */
+  state: "fetched" | "failed" | "skipped" | "unchanged";
   reason: string | null;
   httpStatus: number | null;
   /** Same-origin links to admit to the frontier, at `linkDepth`. */
   links: string[];
   linkDepth: number;
+  /** The fetch's history row, written with the outcome (a fetched page's is the ingestor's to write). */
+  history?: FetchHistoryRecord;
 }
 
-/** Leases up to `limit` queued URLs of active crawls, shallowest first, and marks their crawls running. */
+/**
+ * Leases up to `limit` queued URLs of active crawls, shallowest first, and marks their crawls
+ * running: one statement, so one round trip per lease however many URLs it takes.
+ */
 export async function leaseUrls(
   db: Sequelize,
   limit: number,
@@ -31,105 +50,184 @@ export async function leaseUrls(
   leaseMs: number,
   onStarted?: (crawlIds: number[]) => void,
 ): Promise<LeasedUrl[]> {
-  return db.transaction(async (t) => {
-    const rows = await select<{ crawl_id: number; url: string; depth: number; root_url: string; max_depth: number }>(
-      db,
-      `WITH picked AS (
+  const rows = await select<{
+    crawl_id: number;
+    url: string;
+    depth: number;
+    root_url: string;
+    max_depth: number;
+    sitemaps: boolean;
+    etag: string | null;
+    last_modified: string | null;
+    content_hash: string | null;
+    outlinks: string[] | null;
+    stored: boolean;
+    started: boolean;
+  }>(
+    db,
+    `WITH picked AS (
          SELECT u.crawl_id, u.url FROM crawl_urls u
            JOIN crawls c ON c.id = u.crawl_id AND c.status IN ('pending', 'running') AND NOT c.paused
           WHERE u.state = 'queued' AND NOT ${queuePaused("crawl")}
           ORDER BY u.depth, u.crawl_id
           LIMIT $1
-          FOR UPDATE OF u SKIP LOCKED)
-       UPDATE crawl_urls u
-          SET state = 'fetching', leased_by = $2, lease_until = now() + make_interval(secs => $3), updated_at = now(),
-              attempts = u.attempts + 1
-         FROM picked, crawls c
-        WHERE u.crawl_id = picked.crawl_id AND u.url = picked.url AND c.id = u.crawl_id
-       RETURNING u.crawl_id, u.url, u.depth, c.url AS root_url, c.max_depth`,
-      [limit, nodeId, leaseMs / 1000],
-      t,
-    );
-    const crawlIds = [...new Set(rows.map((r) => r.crawl_id))];
-    if (crawlIds.length > 0) {
-      const started = await select<{ id: number }>(
-        db,
-        `UPDATE crawls SET status = 'running', started_at = now() WHERE id = ANY($1::int[]) AND status = 'pending' RETURNING id`,
-        [crawlIds],
-        t,
-      );
-      if (started.length > 0) t.afterCommit(() => onStarted?.(started.map((r) => r.id)));
-    }
-    return rows.map((r) => ({ crawlId: r.crawl_id, url: r.url, depth: r.depth, rootUrl: r.root_url, maxDepth: r.max_depth }));
-  });
+          FOR UPDATE OF u SKIP LOCKED),
+       leased AS (
+         UPDATE crawl_urls u
+            SET state = 'fetching', leased_by = $2, lease_until = now() + make_interval(secs => $3), updated_at = now(),
+                attempts = u.attempts + 1
+           FROM picked
+          WHERE u.crawl_id = picked.crawl_id AND u.url = picked.url
+         RETURNING u.crawl_id, u.url, u.depth),
+       started AS (
+         UPDATE crawls SET status = 'running', started_at = now()
+          WHERE id IN (SELECT crawl_id FROM leased) AND status = 'pending' RETURNING id)
+       SELECT l.crawl_id, l.url, l.depth, c.url AS root_url, c.max_depth, c.sitemaps,
+              p.etag, p.last_modified, p.content_hash, p.id IS NOT NULL AS stored,
+              p.outlinks,
+              l.crawl_id IN (SELECT id FROM started) AS started
+         FROM leased l JOIN crawls c ON c.id = l.crawl_id LEFT JOIN pages p ON p.url = l.url`,
+    [limit, nodeId, leaseMs / 1000],
+  );
+  const started = [...new Set(rows.filter((r) => r.started).map((r) => r.crawl_id))];
+  if (started.length > 0) onStarted?.(started);
+  return rows.map((r) => ({
+    crawlId: r.crawl_id,
+    url: r.url,
+    depth: r.depth,
+    rootUrl: r.root_url,
+    maxDepth: r.max_depth,
+    sitemaps: r.sitemaps,
+    stored: r.stored ? { etag: r.etag, lastModified: r.last_modified, contentHash: r.content_hash, links: r.outlinks } : null,
+  }));
+}
+
+/** One leased URL's outcome, for recordFetches. */
+export interface SettledFetch {
+  lease: LeasedUrl;
+  rec: FetchRecord;
 }
 
 /**
- * Records what fetching a leased URL produced, and admits its new links, in one transaction:
- * the frontier never looks empty while a page's links are still unrecorded. Returns false when
- * this node no longer held the lease (another node took the URL over); the caller then drops
- * its result.
- *
- * The crawl row is locked only when there are new links to admit, and only for as long as it
- * takes to admit them under max_pages; FOR NO KEY UPDATE does not block the foreign-key checks
- * of concurrent inserts into pages and crawl_urls. (A plain FOR UPDATE here serialised every
- * fetch and every ingest batch of a crawl behind one row, measured with bench:crawl's trace.)
+ * Records what fetching leased URLs produced, their history rows, and the new links they found,
+ * in one transaction for the whole batch: the frontier never looks empty while a page's links
+ * are still unrecorded, and a crawler pays a handful of round trips per batch instead of per
+ * URL. Answers, per item, whether this node still held the lease; where it did not (another node
+ * took the URL over) the caller drops that result.
  */
-export async function recordFetch(db: Sequelize, lease: LeasedUrl, nodeId: string, rec: FetchRecord, leaseMs: number): Promise<boolean> {
-  const settle = (t?: Transaction) =>
-    select<{ url: string }>(
-      db,
-      `UPDATE crawl_urls
-          SET state = $4, reason = $5, http_status = $6, updated_at = now(),
-              lease_until = CASE WHEN $4 = 'fetched' THEN now() + make_interval(secs => $7) END,
-              leased_by = CASE WHEN $4 = 'fetched' THEN leased_by END
-        WHERE crawl_id = $1 AND url = $2 AND state = 'fetching' AND leased_by = $3
-        RETURNING url`,
-      [lease.crawlId, lease.url, nodeId, rec.state, rec.reason, rec.httpStatus, leaseMs / 1000],
-      t,
-    );
-  if (rec.links.length === 0 || rec.linkDepth > lease.maxDepth) return (await settle()).length > 0;
-
+export async function recordFetches(db: Sequelize, nodeId: string, items: SettledFetch[], leaseMs: number): Promise<boolean[]> {
+  if (items.length === 0) return [];
   return db.transaction(async (t) => {
-    if ((await settle(t)).length === 0) return false;
-    // Known links still queued at a greater depth move up to this one: with many crawlers, a URL
-    // can be found first by a longer path, and its depth decides whether its links are followed.
-    const fresh = await select<{ link: string }>(
+    const settled = await select<{ crawl_id: number; url: string }>(
       db,
-      `WITH shallower AS (
-         UPDATE crawl_urls SET depth = $3
-          WHERE crawl_id = $1 AND url = ANY($2::text[]) AND state = 'queued' AND depth > $3)
-       SELECT link FROM unnest($2::text[]) WITH ORDINALITY AS l(link, n)
-        WHERE NOT EXISTS (SELECT 1 FROM crawl_urls WHERE crawl_id = $1 AND url = l.link)
-        ORDER BY n`,
-      [lease.crawlId, rec.links, rec.linkDepth],
+      `UPDATE crawl_urls u
+          SET state = k.state, reason = k.reason, http_status = k.http_status, updated_at = now(),
+              lease_until = CASE WHEN k.state = 'fetched' THEN now() + make_interval(secs => $2) END,
+              leased_by = CASE WHEN k.state = 'fetched' THEN u.leased_by END
+         FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) AS k(crawl_id, url, state, reason, http_status)
+        WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state = 'fetching' AND u.leased_by = $1
+        RETURNING u.crawl_id, u.url`,
+      [
+        nodeId,
+        leaseMs / 1000,
+        items.map((i) => i.lease.crawlId),
+        items.map((i) => i.lease.url),
+        items.map((i) => i.rec.state),
+        items.map((i) => i.rec.reason),
+        items.map((i) => i.rec.httpStatus),
+      ],
       t,
     );
-    if (fresh.length === 0) return true;
-    const [crawl] = await select<{ room: number }>(
+    const key = (crawlId: number, url: string) => `${crawlId} ${url}`;
+    const heldKeys = new Set(settled.map((r) => key(r.crawl_id, r.url)));
+    const held = items.filter((i) => heldKeys.has(key(i.lease.crawlId, i.lease.url)));
+    await recordHistory(
       db,
-      `SELECT max_pages - discovered AS room FROM crawls
-        WHERE id = $1 AND status IN ('pending', 'running') FOR NO KEY UPDATE`,
-      [lease.crawlId],
+      held.flatMap((i) => (i.rec.history ? [i.rec.history] : [])),
       t,
     );
-    if (!crawl || crawl.room <= 0) return true;
-    const admitted = await select<{ url: string }>(
-      db,
-      `INSERT INTO crawl_urls (crawl_id, url, depth)
-       SELECT $1, link, $2 FROM unnest($3::text[]) AS link LIMIT $4
-       ON CONFLICT DO NOTHING RETURNING url`,
-      [lease.crawlId, rec.linkDepth, fresh.map((f) => f.link), crawl.room],
-      t,
-    );
-    if (admitted.length > 0) {
-      await db.query(`UPDATE crawls SET discovered = discovered + $2 WHERE id = $1`, {
-        bind: [lease.crawlId, admitted.length],
-        transaction: t,
-      });
+    // One admission per crawl and depth, shallowest first: when max_pages leaves little room,
+    // the links nearest the root take it.
+    const groups = new Map<string, { crawlId: number; depth: number; links: string[] }>();
+    for (const { lease, rec } of held) {
+      if (rec.links.length === 0 || rec.linkDepth > lease.maxDepth) continue;
+      const id = `${lease.crawlId} ${rec.linkDepth}`;
+      const group = groups.get(id) ?? { crawlId: lease.crawlId, depth: rec.linkDepth, links: [] };
+      group.links.push(...rec.links);
+      groups.set(id, group);
     }
-    return true;
+    const ordered = [...groups.values()].sort((x, y) => x.crawlId - y.crawlId || x.depth - y.depth);
+    for (const g of ordered) await admitUrls(db, g.crawlId, [...new Set(g.links)], g.depth, t);
+    return items.map((i) => heldKeys.has(key(i.lease.crawlId, i.lease.url)));
   });
+}
+
+/** recordFetches for one URL. */
+export async function recordFetch(db: Sequelize, lease: LeasedUrl, nodeId: string, rec: FetchRecord, leaseMs: number): Promise<boolean> {
+  const [held] = await recordFetches(db, nodeId, [{ lease, rec }], leaseMs);
+  return held!;
+}
+
+/**
+ * Admits URLs to a crawl's frontier at `depth`, up to its max_pages; known ones still queued
+ * deeper move up to `depth`. Answers how many were new.
+ *
+ * The crawl row is locked first, FOR NO KEY UPDATE, which does not block the foreign-key checks
+ * of concurrent inserts into pages and crawl_urls (a plain FOR UPDATE serialised every fetch and
+ * every ingest batch of a crawl behind one row, measured with bench:crawl's trace). Taken first,
+ * it also orders the admitting transactions of one crawl, so two batches that share links never
+ * lock those rows in opposite orders, and max_pages holds exactly.
+ */
+export async function admitUrls(db: Sequelize, crawlId: number, links: string[], depth: number, t: Transaction): Promise<number> {
+  const [crawl] = await select<{ room: number }>(
+    db,
+    `SELECT max_pages - discovered AS room FROM crawls WHERE id = $1 AND status IN ('pending', 'running') FOR NO KEY UPDATE`,
+    [crawlId],
+    t,
+  );
+  if (!crawl) return 0;
+  // One statement after the lock, so its snapshot holds every admission made before: known
+  // links still queued deeper move up to this depth (with many crawlers, a URL can be found
+  // first by a longer path, and its depth decides whether its links are followed), new links go
+  // in up to the room, and the crawl's count rises by those.
+  const [row] = await select<{ admitted: number }>(
+    db,
+    `WITH shallower AS (
+       UPDATE crawl_urls SET depth = $3
+        WHERE crawl_id = $1 AND url = ANY($2::text[]) AND state = 'queued' AND depth > $3),
+     inserted AS (
+       INSERT INTO crawl_urls (crawl_id, url, depth)
+       SELECT $1, link, $3 FROM unnest($2::text[]) WITH ORDINALITY AS l(link, n)
+        WHERE NOT EXISTS (SELECT 1 FROM crawl_urls WHERE crawl_id = $1 AND url = l.link)
+        ORDER BY n
+        LIMIT $4
+       ON CONFLICT DO NOTHING RETURNING url),
+     counted AS (
+       UPDATE crawls SET discovered = discovered + (SELECT count(*) FROM inserted)
+        WHERE id = $1 AND EXISTS (SELECT 1 FROM inserted))
+     SELECT count(*)::int AS admitted FROM inserted`,
+    [crawlId, links, depth, Math.max(crawl.room, 0)],
+    t,
+  );
+  return row!.admitted;
+}
+
+/**
+ * Pushes back the deadline of URLs this node is still fetching: a fetch may wait long for its
+ * host's turn (a slow rate, a Crawl-delay), and a live node's lease must not run out under it.
+ * A node that dies stops renewing, and its URLs come back when their leases end.
+ */
+export async function renewLeases(db: Sequelize, nodeId: string, leases: LeasedUrl[], leaseMs: number): Promise<number> {
+  if (leases.length === 0) return 0;
+  const rows = await select<{ url: string }>(
+    db,
+    `UPDATE crawl_urls u SET lease_until = now() + make_interval(secs => $4)
+       FROM unnest($2::int[], $3::text[]) AS k(crawl_id, url)
+      WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state = 'fetching' AND u.leased_by = $1
+      RETURNING u.url`,
+    [nodeId, leases.map((l) => l.crawlId), leases.map((l) => l.url), leaseMs / 1000],
+  );
+  return rows.length;
 }
 
 /** Gives a URL this node leased back to the queue, not counting the lease as an attempt (a graceful stop). */

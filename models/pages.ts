@@ -2,7 +2,8 @@
 import { DataTypes, QueryTypes, type ModelStatic, type Model, type Sequelize, type Transaction } from "sequelize";
 import { escapeLike } from "../lib/api/params";
 import { countOf } from "./counts";
-import { cappedCount, select, type ListTotal } from "./query";
+import type { FetchHistoryRecord } from "./page-fetches";
+import { cappedCount, select, selectOne, type ListTotal } from "./query";
 
 /** One fetched page as the crawler sends it on the pages channel and the ingestor stores it. */
 export interface PageRecord {
@@ -16,6 +17,19 @@ export interface PageRecord {
   bytes: number;
   links: number;
   fetchedAt: string;
+  /** What the server said about this copy: a recrawl sends them back (If-None-Match, If-Modified-Since). */
+  etag: string | null;
+  lastModified: string | null;
+  /** sha256 (hex) of the body: a recrawl whose body has this hash leaves the row as it is. */
+  contentHash: string;
+  /**
+   * Every link the page holds, absolute: a recrawl that finds it unchanged follows these. null
+   * when they would not fit in the message; that page's recrawl then fetches it in full.
+   */
+  outlinks: string[] | null;
+  /** For the fetch's history row: bytes over the wire, and how long the fetch took. */
+  wireBytes: number;
+  durationMs: number;
 }
 
 /** The pages table (created by migrations, never by sync()), with camelCase attribute names for the API. */
@@ -37,13 +51,32 @@ export function definePage(db: Sequelize): ModelStatic<Model> {
         depth: { type: DataTypes.INTEGER, allowNull: false },
         fetchedAt: { type: DataTypes.DATE, field: "fetched_at" },
         storedAt: { type: DataTypes.DATE, field: "stored_at" },
+        etag: DataTypes.TEXT,
+        lastModified: { type: DataTypes.TEXT, field: "last_modified" },
+        contentHash: { type: DataTypes.TEXT, field: "content_hash" },
+        outlinks: DataTypes.ARRAY(DataTypes.TEXT),
       },
       { tableName: "pages", timestamps: false },
     )
   );
 }
 
-const PAGE_COLUMNS = ["url", "crawl_id", "status", "title", "content_type", "body", "bytes", "links", "depth", "fetched_at"] as const;
+const PAGE_COLUMNS = [
+  "url",
+  "crawl_id",
+  "status",
+  "title",
+  "content_type",
+  "body",
+  "bytes",
+  "links",
+  "depth",
+  "fetched_at",
+  "etag",
+  "last_modified",
+  "content_hash",
+  "outlinks",
+] as const;
 const UPDATES = PAGE_COLUMNS.filter((c) => c !== "url").map((c) => `${c} = EXCLUDED.${c}`);
 
 /**
@@ -62,7 +95,22 @@ export const distinctPagesByUrl = (batch: PageRecord[]): PageRecord[] =>
 export function upsertPagesStatement(pages: PageRecord[]): { sql: string; bind: unknown[] } {
   const bind: unknown[] = [];
   const rows = pages.map((p) => {
-    const values = [p.url, p.crawlId, p.status, p.title, p.contentType, p.body, p.bytes, p.links, p.depth, p.fetchedAt];
+    const values = [
+      p.url,
+      p.crawlId,
+      p.status,
+      p.title,
+      p.contentType,
+      p.body,
+      p.bytes,
+      p.links,
+      p.depth,
+      p.fetchedAt,
+      p.etag,
+      p.lastModified,
+      p.contentHash,
+      p.outlinks,
+    ];
     return `(${values.map((v) => `$${bind.push(v)}`).join(", ")})`;
   });
   const sql = `INSERT INTO pages (${PAGE_COLUMNS.join(", ")}) VALUES ${rows.join(", ")}
@@ -74,6 +122,26 @@ export function upsertPagesStatement(pages: PageRecord[]): { sql: string; bind: 
 export async function upsertPages(db: Sequelize, pages: PageRecord[], transaction: Transaction): Promise<void> {
   const { sql, bind } = upsertPagesStatement(pages);
   await db.query(sql, { bind, transaction, type: QueryTypes.INSERT });
+}
+
+/** A stored page's fetch, for its history row (page_fetches). */
+export const historyOf = (p: PageRecord): FetchHistoryRecord => ({
+  url: p.url,
+  crawlId: p.crawlId,
+  outcome: "fetched",
+  status: p.status,
+  bytes: p.wireBytes,
+  durationMs: p.durationMs,
+  etag: p.etag,
+  lastModified: p.lastModified,
+  contentHash: p.contentHash,
+  fetchedAt: p.fetchedAt,
+});
+
+/** A page's URL by id, or null. */
+export async function pageUrl(db: Sequelize, id: number): Promise<string | null> {
+  const row = await selectOne<{ url: string }>(db, `SELECT url FROM pages WHERE id = $1`, [id]);
+  return row?.url ?? null;
 }
 
 export const PAGE_SORTS = [

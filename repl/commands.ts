@@ -2,6 +2,7 @@
 import type { ServiceBroker } from "moleculer";
 import type { CrawlView } from "../services/crawls.service";
 import type { NodeThrottle, ResourceRow } from "../services/throttle.service";
+import type { ScheduleView } from "../services/schedules.service";
 import { formatRate } from "../lib/throttle/rate";
 import { FINISHED_JOB_STATUSES, type JobView } from "../models/jobs";
 import { importOptionsOf, runImport } from "../lib/api/import-client";
@@ -23,7 +24,7 @@ const FINISHED = new Set<string>(FINISHED_JOB_STATUSES);
 
 export function formatCrawl(c: CrawlView): string {
   const p = c.pages;
-  return `crawl ${c.id} ${c.status}: discovered ${p.discovered}, fetched ${p.fetched}, stored ${p.stored}, failed ${p.failed}, skipped ${p.skipped}`;
+  return `crawl ${c.id} ${c.status}: discovered ${p.discovered}, fetched ${p.fetched}, stored ${p.stored}, unchanged ${p.unchanged}, failed ${p.failed}, skipped ${p.skipped}`;
 }
 
 /** Starts a crawl, then prints its progress until it finishes. */
@@ -255,6 +256,34 @@ export const replCommands: ReplCommand[] = [
         object
       >("idTasks.slots", params);
       console.table(items);
+    }),
+  },
+  {
+    command: "schedules [action] [id]",
+    description:
+      "List the recurring schedules with their next runs; `schedules pause <id>` and `schedules resume <id>` stop and restart one",
+    action: reporting("schedules:", async (broker, args) => {
+      if (args.action === "pause" || args.action === "resume") {
+        const s = await broker.call<ScheduleView, object>("schedules.update", { id: Number(args.id), paused: args.action === "pause" });
+        console.log(`schedule ${s.id} ${s.paused ? "paused" : `resumed: next run ${isoTime(s.nextRunAt!)}`}`);
+        return;
+      }
+      if (args.action !== undefined)
+        throw new Error(`unknown action "${argText(args.action)}"; use "schedules", "schedules pause <id>" or "schedules resume <id>"`);
+      const { items, total } = await broker.call<{ items: ScheduleView[]; total: number }, object>("schedules.list", { limit: 100 });
+      console.table(
+        items.map((s) => ({
+          id: s.id,
+          cron: s.cron,
+          timezone: s.timezone,
+          job: s.job.kind,
+          misfire: s.misfire,
+          paused: s.paused,
+          next: s.nextRunAt ? isoTime(s.nextRunAt) : "-",
+          last: s.lastRunAt ? isoTime(s.lastRunAt) : "-",
+        })),
+      );
+      console.log(`${items.length} of ${total}`);
     }),
   },
   {

@@ -17,6 +17,7 @@ export const ACTION_ACCESS: Record<string, Access> = {
   "pages.count": "read",
   "pages.list": "read",
   "pages.get": "read",
+  "pages.fetches": "read",
   "inserts.create": "write",
   "inserts.sync": "write",
   "jobs.list": "read",
@@ -50,6 +51,11 @@ export const ACTION_ACCESS: Record<string, Access> = {
   "imports.create": "write",
   "imports.get": "read",
   "imports.list": "read",
+  "schedules.create": "write",
+  "schedules.list": "read",
+  "schedules.get": "read",
+  "schedules.update": "write",
+  "schedules.remove": "write",
 };
 
 // 1,000,000 ids of up to 16 digits, with commas and some room.
@@ -106,12 +112,18 @@ export function routeSpecs(bodyLimitBytes: number): RouteSpec[] {
         "GET pages/count": "pages.count",
         "GET pages": "pages.list",
         "GET pages/:id": "pages.get",
+        "GET pages/:id/fetches": "pages.fetches",
         "POST inserts": "inserts.create",
         "POST inserts/sync": "inserts.sync",
         // A file body is streamed by the request guard (services/import-upload.ts); JSON (a URL import) reaches the action.
         "POST imports": "imports.create",
         "GET imports": "imports.list",
         "GET imports/:id": "imports.get",
+        "POST schedules": "schedules.create",
+        "GET schedules": "schedules.list",
+        "GET schedules/:id": "schedules.get",
+        "PATCH schedules/:id": "schedules.update",
+        "DELETE schedules/:id": "schedules.remove",
         "GET jobs": "jobs.list",
         "DELETE jobs": "jobAdmin.remove",
         // Before jobs/:id/…, so "retry" is not taken for an id.

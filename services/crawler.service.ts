@@ -1,23 +1,51 @@
 // The fetch worker. Each crawler node leases queued URLs from the shared frontier, fetches them
-// politely (per-host concurrency and rate), records each URL's outcome and the links it found,
-// and sends fetched pages to the ingestor over the durable pages channel.
+// politely (per-host concurrency and rate, and the site's Crawl-delay), records each URL's
+// outcome and the links it found, and sends fetched pages to the ingestor over the durable pages
+// channel. A URL stored by an earlier crawl is asked for conditionally; when the server or the
+// body's hash says it is unchanged, its row stays as it is and its links come from the stored copy.
+import { createHash } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Agent } from "undici";
-import { fetchPage, type FetchOutcome } from "../lib/crawl/fetch-page";
-import { CHANNEL_PAGES, EVENT_CRAWL_CREATED, METRIC_PAGES_FAILED, METRIC_PAGES_FETCHED, METRIC_PAGES_SKIPPED } from "../lib/platform/names";
+import { fetchPage, type FetchOptions, type FetchOutcome } from "../lib/crawl/fetch-page";
+import {
+  CHANNEL_PAGES,
+  EVENT_CRAWL_CREATED,
+  METRIC_PAGES_FAILED,
+  METRIC_PAGES_FETCHED,
+  METRIC_PAGES_SKIPPED,
+  METRIC_PAGES_UNCHANGED,
+} from "../lib/platform/names";
 import { parseRobots, robotsUrlFor, type RobotsRules } from "../lib/crawl/robots";
 import { CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { extractPage, sameOrigin } from "../lib/crawl/url";
 import { runningCrawlIds } from "../models/crawls";
-import { leaseUrls, recordFetch, releaseLease, releaseExpiredLeases, type LeasedUrl, type FetchRecord } from "../models/frontier";
+import { collectSitemapUrls, MAX_SITEMAP_URLS, sitemapUrlFor } from "../lib/crawl/sitemap";
+import {
+  admitUrls,
+  leaseUrls,
+  recordFetch,
+  recordFetches,
+  releaseLease,
+  releaseExpiredLeases,
+  renewLeases,
+  type LeasedUrl,
+  type FetchRecord,
+  type SettledFetch,
+} from "../models/frontier";
+import type { FetchHistoryRecord } from "../models/page-fetches";
 import { announceCrawlJobs, finishAndAnnounce } from "./announce";
 import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../lib/contracts";
 import type { PageRecord } from "../models/pages";
+import { Batcher } from "../lib/platform/batcher";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
 // crawls whose last URLs were settled by two nodes at once.
 export const POLL_INTERVAL_MS = 250;
+// Outcomes are recorded in batches (one transaction for up to a node's concurrency of them); a
+// lone outcome waits at most this long for company.
+export const SETTLE_BATCH_WAIT_MS = 10;
 export const SWEEP_INTERVAL_MS = 2_000;
 // Leases of one URL before it is failed (each lease that expires counts).
 export const MAX_URL_ATTEMPTS = 3;
@@ -25,6 +53,14 @@ export const MAX_URL_ATTEMPTS = 3;
 export const MAX_URL_LENGTH = 2048;
 // A page travels to the ingestor as one NATS message (1 MiB by default), envelope included.
 export const MAX_PAGE_MESSAGE_BYTES = 1_000_000;
+// A robots.txt Crawl-delay above this is held to it: one site's wish should not stall a crawl
+// for hours (Heritrix caps it the same way).
+export const MAX_CRAWL_DELAY_MS = 30_000;
+// A sitemap's body as fetched (a gzipped one is decoded later, under the protocol's 50 MiB cap).
+export const SITEMAP_FETCH_MAX_BYTES = 10 * 1024 * 1024;
+
+/** A fetch's outcome, and how long the request took (its wait for the host's turn left out). */
+type TimedOutcome = FetchOutcome & { durationMs: number };
 
 class NodeStoppingError extends Error {
   constructor() {
@@ -36,22 +72,32 @@ interface CrawlerVars {
   policy: CrawlTargetPolicy;
   agent: Agent;
   robots: Map<string, Promise<RobotsRules>>;
+  /** Leases being crawled (fetched, or having their outcome recorded), and of those, the ones still fetching. */
   inFlight: number;
+  fetching: number;
   filling: boolean;
   stopping: boolean;
   timers: NodeJS.Timeout[];
   /** Leases, fetches and sweeps under way: stopping waits for them so none outlives the pool. */
   work: Set<Promise<unknown>>;
+  /** The URLs this node is crawling, whose leases it renews. */
+  leased: Set<LeasedUrl>;
+  settler: Batcher<Settling>;
 }
+
+/** An outcome on its way to recordFetches; `held` is filled in when its batch is committed. */
+type Settling = SettledFetch & { held: boolean; sendsPage: boolean };
 
 interface CrawlerMethods extends ThrottleMethods {
   track<T>(p: Promise<T>): Promise<T>;
   fill(): Promise<void>;
   crawlOne(lease: LeasedUrl): Promise<void>;
-  fetchPolitely(url: string, readAnyText?: boolean): Promise<FetchOutcome>;
+  fetchPolitely(url: string, spacingFloorMs: number, extra?: Partial<FetchOptions>): Promise<TimedOutcome>;
   robotsFor(lease: LeasedUrl): Promise<RobotsRules>;
-  settle(lease: LeasedUrl, outcome: FetchOutcome): Promise<void>;
+  seedFromSitemaps(lease: LeasedUrl, robots: RobotsRules, floorMs: number): Promise<void>;
+  settle(lease: LeasedUrl, outcome: TimedOutcome | null): Promise<void>;
   sweep(): Promise<void>;
+  renew(): Promise<void>;
 }
 
 export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettingSchema, CrawlerMethods, CrawlerVars> {
@@ -70,6 +116,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
     created() {
       for (const [name, help] of [
         [METRIC_PAGES_FETCHED, "Pages fetched with an HTML response"],
+        [METRIC_PAGES_UNCHANGED, "Pages a recrawl found unchanged (a 304, or the stored body)"],
         [METRIC_PAGES_FAILED, "URLs whose fetch failed"],
         [METRIC_PAGES_SKIPPED, "URLs skipped (robots.txt, non-HTML, redirect, target not allowed)"],
       ] as const) {
@@ -82,13 +129,28 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       this.agent = new Agent({ connections: crawl.hostConcurrency, keepAliveTimeout: 4_000, connect: guardedConnector(this.policy) });
       this.robots = new Map();
       this.inFlight = 0;
+      this.fetching = 0;
       this.filling = false;
       this.stopping = false;
       this.work = new Set();
-      // fill and sweep never reject (each logs its own failure); the next tick retries.
+      this.leased = new Set();
+      this.settler = new Batcher({
+        maxSize: crawl.nodeConcurrency,
+        maxWaitMs: SETTLE_BATCH_WAIT_MS,
+        flush: async (items) => {
+          const held = await recordFetches(db, this.broker.nodeID, items, crawl.leaseMs);
+          items.forEach((item, i) => (item.held = held[i]!));
+          // A crawl whose last URLs settled here without a page for the ingestor may be done now.
+          const crawls = new Set(items.filter((item) => item.held && !item.sendsPage).map((item) => item.lease.crawlId));
+          for (const id of crawls)
+            await finishAndAnnounce(db, this.broker, id).catch((err: unknown) => this.logger.warn(`Finishing crawl ${id} failed`, err));
+        },
+      });
+      // fill, sweep and renew never reject (each logs its own failure); the next tick retries.
       this.timers = [
         setInterval(() => void this.fill(), POLL_INTERVAL_MS),
         setInterval(() => void this.track(this.sweep()), SWEEP_INTERVAL_MS),
+        setInterval(() => void this.track(this.renew()), crawl.leaseMs / 4),
       ];
     },
 
@@ -111,7 +173,9 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         if (this.filling || this.stopping) return;
         this.filling = true;
         try {
-          const room = crawl.nodeConcurrency - this.inFlight;
+          // Fetches at once are CRAWL_NODE_CONCURRENCY; leases held, fetching or having their
+          // outcome recorded, twice that: the next URLs are fetched while a batch is written.
+          const room = Math.min(crawl.nodeConcurrency - this.fetching, 2 * crawl.nodeConcurrency - this.inFlight);
           if (room <= 0) return;
           const leases = await this.track(
             leaseUrls(
@@ -124,9 +188,12 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
           );
           for (const lease of leases) {
             this.inFlight++;
+            this.fetching++;
+            this.leased.add(lease);
             // Not awaited: leases run side by side, up to the room; crawlOne never rejects.
             void this.track(this.crawlOne(lease)).finally(() => {
               this.inFlight--;
+              this.leased.delete(lease);
               void this.fill(); // never rejects
             });
           }
@@ -138,13 +205,30 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       },
 
       async crawlOne(lease: LeasedUrl) {
+        let fetching = true;
+        const fetched = () => {
+          if (!fetching) return;
+          fetching = false;
+          this.fetching--;
+          void this.fill(); // never rejects
+        };
         try {
           const robots = await this.robotsFor(lease);
-          const outcome: FetchOutcome = robots.isAllowed(lease.url)
-            ? await this.fetchPolitely(lease.url)
-            : { kind: "skipped", reason: "disallowed by robots.txt" };
+          const floorMs = Math.min(robots.crawlDelayMs ?? 0, MAX_CRAWL_DELAY_MS);
+          // The root's lease seeds the frontier from the sitemaps, once per crawl (a retried root
+          // reads them again, and admits nothing twice).
+          if (lease.sitemaps && lease.depth === 0 && lease.url === lease.rootUrl) await this.seedFromSitemaps(lease, robots, floorMs);
+          if (!robots.isAllowed(lease.url)) {
+            fetched();
+            return await this.settle(lease, null);
+          }
+          // Asked conditionally only when the stored copy's links came with the lease: a 304 has
+          // no body, and those are what the crawl follows from it.
+          const outcome = await this.fetchPolitely(lease.url, floorMs, { validators: lease.stored?.links ? lease.stored : null });
+          fetched();
           await this.settle(lease, outcome);
         } catch (err) {
+          fetched();
           if (this.stopping) {
             // Hand the URL back now rather than when its lease runs out.
             await releaseLease(db, lease, this.broker.nodeID).catch(() => {});
@@ -158,20 +242,25 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         }
       },
 
-      fetchPolitely(url: string, readAnyText = false) {
-        // Per-host politeness, cluster-wide when Redis is configured.
-        const limiter = this.limiterFor(`fetch:${new URL(url).host}`, { maxConcurrent: crawl.hostConcurrency, rate: crawl.hostRate });
+      async fetchPolitely(url: string, spacingFloorMs: number, extra: Partial<FetchOptions> = {}) {
+        // Per-host politeness, cluster-wide when Redis is configured. The Crawl-delay floor is
+        // part of the limiter's settings, so on Redis every node spaces its fetches by it.
+        const spec = { maxConcurrent: crawl.hostConcurrency, rate: crawl.hostRate, minSpacingMs: spacingFloorMs };
+        const limiter = this.limiterFor(`fetch:${new URL(url).host}`, spec);
+        if (limiter.minSpacingMs !== spacingFloorMs) await limiter.update({ minSpacingMs: spacingFloorMs });
         return limiter.schedule(async () => {
           // Shutting down: a fetch still waiting for its turn is not started (its URL goes back to the queue).
           if (this.stopping) throw new NodeStoppingError();
-          return fetchPage(url, {
+          const started = performance.now();
+          const outcome = await fetchPage(url, {
             timeoutMs: crawl.fetchTimeoutMs,
             maxBytes: crawl.maxBytes,
             maxRedirects: crawl.maxRedirects,
             policy: this.policy,
             dispatcher: this.agent,
-            ...(readAnyText ? { accept: () => true, readRedirected: true } : {}),
+            ...extra,
           });
+          return { ...outcome, durationMs: Math.round(performance.now() - started) };
         });
       },
 
@@ -180,7 +269,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         let rules = this.robots.get(key);
         if (!rules) {
           const robotsUrl = robotsUrlFor(lease.url);
-          rules = this.fetchPolitely(robotsUrl, true).then((res) => {
+          rules = this.fetchPolitely(robotsUrl, 0, { accept: () => true, readRedirected: true }).then((res) => {
             if (res.kind === "ok") return parseRobots(robotsUrl, res.body);
             // RFC 9309: a 4xx robots.txt means no rules; an unreachable one means "disallow all".
             if (res.kind === "failed" && res.status !== undefined && res.status < 500) return parseRobots(robotsUrl, null);
@@ -193,35 +282,119 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         return rules;
       },
 
-      async settle(lease: LeasedUrl, outcome: FetchOutcome) {
+      /**
+       * Admits the pages of the site's sitemaps (robots.txt's Sitemap: lines on the crawl's
+       * origin, and /sitemap.xml) at depth 0, like the root: they are seeds, and their links are
+       * followed to maxDepth. max_pages and the same-origin rule hold as for links. A sitemap that
+       * cannot be read is logged and skipped: the crawl goes on from its root.
+       */
+      async seedFromSitemaps(lease: LeasedUrl, robots: RobotsRules, floorMs: number) {
+        const origin = new URL(lease.rootUrl).origin;
+        const starts = [
+          ...robots.sitemaps.filter((url) => new URL(url).origin === origin).map((url) => ({ url, fromRobots: true })),
+          // At the origin's root, its scope is the whole origin anyway; its children keep that.
+          { url: sitemapUrlFor(lease.rootUrl), fromRobots: true },
+        ];
+        const read = async (url: string): Promise<Buffer | null> => {
+          if (!robots.isAllowed(url)) return null;
+          const res = await this.fetchPolitely(url, floorMs, {
+            accept: () => true,
+            readRedirected: true,
+            keepBytes: true,
+            maxBytes: SITEMAP_FETCH_MAX_BYTES,
+          });
+          if (res.kind === "ok") return res.raw ?? null;
+          if (res.kind === "failed" && res.status === 404) return null;
+          throw new Error(res.kind === "failed" || res.kind === "skipped" ? res.reason : `answered ${res.kind}`);
+        };
+        const found = await collectSitemapUrls(starts, read, { maxUrls: MAX_SITEMAP_URLS });
+        const urls = found.urls.filter((u) => u.length <= MAX_URL_LENGTH && sameOrigin(u, lease.rootUrl) && u !== lease.url);
+        const admitted = urls.length === 0 ? 0 : await db.transaction((t) => admitUrls(db, lease.crawlId, urls, 0, t));
+        for (const error of found.errors) this.logger.warn(`Crawl ${lease.crawlId}: sitemap ${error}`);
+        this.logger.info(`Crawl ${lease.crawlId}: ${found.read} sitemap(s) read, ${urls.length} page(s) listed, ${admitted} admitted`);
+      },
+
+      async settle(lease: LeasedUrl, outcome: TimedOutcome | null) {
+        const fetchedAt = new Date().toISOString();
+        const sameSite = (links: string[]) => links.filter((l) => l.length <= MAX_URL_LENGTH && sameOrigin(l, lease.rootUrl));
+        // The fetch's history row; a fetched page's travels with the page, for the ingestor to write.
+        const history = (state: FetchHistoryRecord["outcome"], fields: Partial<FetchHistoryRecord> = {}): FetchHistoryRecord => ({
+          url: lease.url,
+          crawlId: lease.crawlId,
+          outcome: state,
+          status: outcome && "status" in outcome ? (outcome.status ?? null) : null,
+          bytes: outcome?.kind === "ok" ? outcome.wireBytes : 0,
+          durationMs: outcome?.durationMs ?? 0,
+          etag: null,
+          lastModified: null,
+          contentHash: null,
+          fetchedAt,
+          ...fields,
+        });
         let rec: FetchRecord;
         let page: PageRecord | null = null;
-        if (outcome.kind === "ok") {
-          const { title, links } = extractPage(outcome.body, outcome.url);
-          const sameSite = links.filter((l) => l.length <= MAX_URL_LENGTH && sameOrigin(l, lease.rootUrl));
-          rec = { state: "fetched", reason: null, httpStatus: outcome.status, links: sameSite, linkDepth: lease.depth + 1 };
-          page = {
-            crawlId: lease.crawlId,
-            url: lease.url,
-            depth: lease.depth,
-            status: outcome.status,
-            contentType: outcome.contentType,
-            title,
-            body: outcome.body,
-            bytes: outcome.bytes,
-            links: links.length,
-            fetchedAt: new Date().toISOString(),
-          };
-          if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) {
+        if (outcome === null) {
+          rec = { state: "skipped", reason: "disallowed by robots.txt", httpStatus: null, links: [], linkDepth: 0 };
+        } else if (outcome.kind === "ok") {
+          const contentHash = createHash("sha256").update(outcome.body).digest("hex");
+          const validators = { etag: outcome.etag, lastModified: outcome.lastModified, contentHash };
+          const stored = lease.stored;
+          if (stored?.links && stored.contentHash === contentHash) {
+            // The same body as stored: its links are the stored ones, with no need to parse it.
             rec = {
-              state: "failed",
-              reason: "page too large to send to the ingestor",
+              state: "unchanged",
+              reason: null,
               httpStatus: outcome.status,
-              links: [],
-              linkDepth: 0,
+              links: sameSite(stored.links),
+              linkDepth: lease.depth + 1,
+              history: history("unchanged", validators),
             };
-            page = null;
+          } else {
+            const { title, links } = extractPage(outcome.body, outcome.url);
+            rec = { state: "fetched", reason: null, httpStatus: outcome.status, links: sameSite(links), linkDepth: lease.depth + 1 };
+            page = {
+              crawlId: lease.crawlId,
+              url: lease.url,
+              depth: lease.depth,
+              status: outcome.status,
+              contentType: outcome.contentType,
+              title,
+              body: outcome.body,
+              bytes: outcome.bytes,
+              links: links.length,
+              fetchedAt,
+              ...validators,
+              outlinks: links,
+              wireBytes: outcome.wireBytes,
+              durationMs: outcome.durationMs,
+            };
+            // Too large with its links: sent without them (its recrawl will fetch it in full).
+            if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) page.outlinks = null;
+            if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) {
+              rec = {
+                state: "failed",
+                reason: "page too large to send to the ingestor",
+                httpStatus: outcome.status,
+                links: [],
+                linkDepth: 0,
+                history: history("failed", validators),
+              };
+              page = null;
+            }
           }
+        } else if (outcome.kind === "unchanged") {
+          rec = {
+            state: "unchanged",
+            reason: null,
+            httpStatus: outcome.status,
+            links: sameSite(lease.stored?.links ?? []),
+            linkDepth: lease.depth + 1,
+            history: history("unchanged", {
+              etag: outcome.etag,
+              lastModified: outcome.lastModified,
+              contentHash: lease.stored?.contentHash ?? null,
+            }),
+          };
         } else if (outcome.kind === "redirect") {
           // The target is crawled as a URL of its own, so each page is stored once under the URL that serves it.
           rec = {
@@ -230,16 +403,38 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
             httpStatus: outcome.status,
             links: [outcome.to],
             linkDepth: lease.depth,
+            history: history("skipped"),
           };
         } else {
-          rec = { state: outcome.kind, reason: outcome.reason, httpStatus: outcome.status ?? null, links: [], linkDepth: 0 };
+          rec = {
+            state: outcome.kind,
+            reason: outcome.reason,
+            httpStatus: outcome.status ?? null,
+            links: [],
+            linkDepth: 0,
+            history: history(outcome.kind),
+          };
         }
-        const held = await recordFetch(db, lease, this.broker.nodeID, rec, crawl.leaseMs);
-        if (!held) return;
-        const metric = { fetched: METRIC_PAGES_FETCHED, failed: METRIC_PAGES_FAILED, skipped: METRIC_PAGES_SKIPPED }[rec.state];
+        const settling: Settling = { lease, rec, held: false, sendsPage: page !== null };
+        await this.settler.add(settling);
+        if (!settling.held) return;
+        const metric = {
+          fetched: METRIC_PAGES_FETCHED,
+          unchanged: METRIC_PAGES_UNCHANGED,
+          failed: METRIC_PAGES_FAILED,
+          skipped: METRIC_PAGES_SKIPPED,
+        }[rec.state];
         this.broker.metrics.increment(metric);
         if (page) await this.broker.sendToChannel(CHANNEL_PAGES, page);
-        else await finishAndAnnounce(db, this.broker, lease.crawlId);
+      },
+
+      async renew() {
+        if (this.stopping || this.leased.size === 0) return;
+        try {
+          await renewLeases(db, this.broker.nodeID, [...this.leased], crawl.leaseMs);
+        } catch (err) {
+          this.logger.warn("Renewing URL leases failed; retrying on the next tick", err);
+        }
       },
 
       async sweep() {

@@ -29,6 +29,27 @@ export interface CreateCrawlParams {
   url: string;
   maxPages?: number;
   maxDepth?: number;
+  /** Seed the frontier from the site's sitemaps too (robots.txt's Sitemap: lines and /sitemap.xml). */
+  sitemaps?: boolean;
+}
+
+/** POST /api/crawls's body; a crawl schedule's job params are checked against it too (schedules.service.ts). */
+export const CREATE_CRAWL_PARAMS = {
+  url: { type: "string", min: 1, max: 2048 },
+  maxPages: { type: "number", integer: true, min: 1, max: MAX_MAX_PAGES, optional: true },
+  maxDepth: { type: "number", integer: true, min: 0, max: MAX_MAX_DEPTH, optional: true },
+  sitemaps: { type: "boolean", optional: true },
+  $$strict: true,
+} as const;
+
+/** A crawl request past the SSRF guard (its URL normalised), with the defaults filled in. */
+export async function crawlRequest(params: CreateCrawlParams, policy: CrawlTargetPolicy): Promise<Required<CreateCrawlParams>> {
+  return {
+    url: await checkedTarget(params.url, policy),
+    maxPages: params.maxPages ?? DEFAULT_MAX_PAGES,
+    maxDepth: params.maxDepth ?? DEFAULT_MAX_DEPTH,
+    sitemaps: params.sitemaps ?? false,
+  };
 }
 
 export interface CrawlView {
@@ -39,7 +60,8 @@ export interface CrawlView {
   status: CrawlStatus;
   maxPages: number;
   maxDepth: number;
-  pages: { discovered: number; fetched: number; stored: number; failed: number; skipped: number };
+  pages: { discovered: number; fetched: number; stored: number; unchanged: number; failed: number; skipped: number };
+  sitemaps: boolean;
   error: string | null;
   /** Crawlers lease none of its URLs while it is paused; it resumes where it stopped. */
   paused: boolean;
@@ -48,7 +70,10 @@ export interface CrawlView {
   finishedAt: Date | null;
 }
 
-/** The API's view of a crawl. When it has succeeded, discovered = stored + failed + skipped and fetched = stored. */
+/**
+ * The API's view of a crawl. When it has succeeded, discovered = stored + unchanged + failed +
+ * skipped and fetched = stored (unchanged pages were found current, and their rows left as they are).
+ */
 function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
   return {
     id: crawl.id,
@@ -58,7 +83,15 @@ function present(crawl: CrawlRow, c: CrawlCounts): CrawlView {
     maxPages: crawl.max_pages,
     maxDepth: crawl.max_depth,
     // fetched: HTML pages fetched, whether still awaiting the ingestor or stored.
-    pages: { discovered: c.discovered, fetched: c.fetched + c.stored, stored: c.stored, failed: c.failed, skipped: c.skipped },
+    pages: {
+      discovered: c.discovered,
+      fetched: c.fetched + c.stored,
+      stored: c.stored,
+      unchanged: c.unchanged,
+      failed: c.failed,
+      skipped: c.skipped,
+    },
+    sitemaps: crawl.sitemaps,
     error: crawl.error,
     paused: crawl.paused,
     createdAt: crawl.created_at,
@@ -86,20 +119,10 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
       create: {
         // Not idempotent: a retry would start a second crawl.
         retryPolicy: { enabled: false },
-        params: {
-          url: { type: "string", min: 1, max: 2048 },
-          maxPages: { type: "number", integer: true, min: 1, max: MAX_MAX_PAGES, optional: true },
-          maxDepth: { type: "number", integer: true, min: 0, max: MAX_MAX_DEPTH, optional: true },
-          $$strict: true,
-        },
+        params: CREATE_CRAWL_PARAMS,
         async handler(ctx: Context<CreateCrawlParams, HttpMeta>) {
-          const url = await checkedTarget(ctx.params.url, policy);
-          const { crawl, job } = await createCrawl(
-            db,
-            url,
-            ctx.params.maxPages ?? DEFAULT_MAX_PAGES,
-            ctx.params.maxDepth ?? DEFAULT_MAX_DEPTH,
-          );
+          const { url, maxPages, maxDepth, sitemaps } = await crawlRequest(ctx.params, policy);
+          const { crawl, job } = await createCrawl(db, url, maxPages, maxDepth, sitemaps);
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/api/crawls/${crawl.id}` };
           announce(ctx, EVENT_CRAWL_CREATED, { id: crawl.id });

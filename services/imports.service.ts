@@ -3,6 +3,8 @@
 // URL instead, which the job fetches under the crawler's SSRF rules (`create`). `get` is the
 // job with its progress in rows and in bytes.
 import type { Context, ServiceSchema } from "moleculer";
+import type { Sequelize } from "sequelize";
+import type { Config } from "../lib/platform/config";
 import { NotFoundError, ValidationError } from "../lib/platform/errors";
 import { intIdParam, pageOf, paginationParams } from "../lib/api/params";
 import { columnProblem, importSpecOf } from "../lib/loading/import-format";
@@ -12,6 +14,7 @@ import { catalogColumns } from "../models/imports";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 import { announceJob } from "./announce";
 import { queueBulkJob } from "./bulk-job";
+import type { ImportParams } from "./import-job";
 
 /** An import job as GET /api/imports/:id shows it: the job, with the import's own figures. */
 export function presentImport(job: JobView) {
@@ -47,6 +50,36 @@ export function presentImport(job: JobView) {
   };
 }
 
+/** POST /api/imports's JSON body (a URL import); an import schedule's job params are checked against it too (schedules.service.ts). */
+export const CREATE_URL_IMPORT_PARAMS = {
+  url: { type: "string", min: 1, max: 2048 },
+  table: { type: "string", max: 200 },
+  format: { type: "string", max: 20, optional: true },
+  header: { type: "boolean", optional: true },
+  delimiter: { type: "string", max: 4, optional: true },
+  columns: { type: "array", items: { type: "string", max: 63 }, max: 1600, optional: true },
+  $$strict: true,
+} as const;
+
+/**
+ * A URL import request's job params: its spec, its URL past the SSRF guard, its table and columns
+ * checked against the catalog. Each refusal is a ValidationError naming the field.
+ */
+export async function urlImportParams(
+  db: Sequelize,
+  config: Config,
+  policy: CrawlTargetPolicy,
+  params: Record<string, unknown> & { url: string },
+): Promise<ImportParams> {
+  const spec = importSpecOf(params, config.imports.tables, null);
+  const url = await checkedTarget(params.url, policy);
+  const catalog = await catalogColumns(db, spec.table);
+  if (!catalog) throw new ValidationError("table", `table ${spec.table} does not exist`);
+  const problem = spec.columns.length > 0 ? columnProblem(spec.columns, catalog) : null;
+  if (problem) throw new ValidationError("columns", problem.message, { column: problem.column });
+  return { ...spec, source: "url", url };
+}
+
 export default function importsService({ db, config, ownPorts }: Runtime): ServiceSchema {
   let policy: CrawlTargetPolicy;
   return {
@@ -60,23 +93,10 @@ export default function importsService({ db, config, ownPorts }: Runtime): Servi
       /** A URL import (JSON body). An upload never reaches here: import-upload.ts serves it. */
       create: {
         retryPolicy: { enabled: false },
-        params: {
-          url: { type: "string", min: 1, max: 2048 },
-          table: { type: "string", max: 200 },
-          format: { type: "string", max: 20, optional: true },
-          header: { type: "boolean", optional: true },
-          delimiter: { type: "string", max: 4, optional: true },
-          columns: { type: "array", items: { type: "string", max: 63 }, max: 1600, optional: true },
-          $$strict: true,
-        },
+        params: CREATE_URL_IMPORT_PARAMS,
         async handler(ctx: Context<Record<string, unknown> & { url: string }, HttpMeta>) {
-          const spec = importSpecOf(ctx.params, config.imports.tables, null);
-          const url = await checkedTarget(ctx.params.url, policy);
-          const catalog = await catalogColumns(db, spec.table);
-          if (!catalog) throw new ValidationError("table", `table ${spec.table} does not exist`);
-          const problem = spec.columns.length > 0 ? columnProblem(spec.columns, catalog) : null;
-          if (problem) throw new ValidationError("columns", problem.message, { column: problem.column });
-          const job = await createJob(db, "import", { ...spec, source: "url", url }, null);
+          const params = await urlImportParams(db, config, policy, ctx.params);
+          const job = await createJob(db, "import", { ...params }, null);
           announceJob(ctx, job);
           await queueBulkJob(db, this.broker, job);
           ctx.meta.$statusCode = 202;

@@ -1,5 +1,6 @@
 // The only writer of pages. Page messages arrive on the durable pages channel; they are
-// batched, written with one idempotent multi-row upsert per batch, and each message is
+// batched, written with one idempotent multi-row upsert per batch (with the fetches' history
+// rows), and each message is
 // acknowledged only after the transaction holding its row has committed.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Batcher } from "../lib/platform/batcher";
@@ -7,7 +8,8 @@ import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
 import { markStored } from "../models/frontier";
 import { finishAndAnnounce } from "./announce";
 import type { Runtime } from "../lib/contracts";
-import { distinctPagesByUrl, upsertPages, type PageRecord } from "../models/pages";
+import { recordHistory } from "../models/page-fetches";
+import { distinctPagesByUrl, historyOf, upsertPages, type PageRecord } from "../models/pages";
 
 export const INGEST_BATCH_SIZE = 100;
 export const INGEST_BATCH_WAIT_MS = 50;
@@ -49,6 +51,8 @@ export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceS
         const pages = distinctPagesByUrl(batch);
         await db.transaction(async (t) => {
           await upsertPages(db, pages, t);
+          // Every message's fetch, even one whose page lost to a newer copy in this batch.
+          await recordHistory(db, batch.map(historyOf), t);
           await markStored(
             db,
             pages.map((p) => ({ crawlId: p.crawlId, url: p.url })),

@@ -14,6 +14,8 @@ export const MAX_INSERT_ROWS = 10_000_000;
 export const MAX_SYNC_INSERT_ROWS = 100_000;
 
 const rowsParam = (max: number) => ({ type: "number", integer: true, min: 1, max, optional: true }) as const;
+/** POST /api/inserts's body; an insert schedule's job params are checked against it too (schedules.service.ts). */
+export const CREATE_INSERT_PARAMS = { rows: rowsParam(MAX_INSERT_ROWS), $$strict: true } as const;
 
 /** Set by the gateway: a POST that arrived without a body (as opposed to an empty JSON object). */
 export interface BodyMeta extends HttpMeta {
@@ -32,7 +34,7 @@ export default function insertsService({ db, config, activeJobs, copyIn }: Runti
       create: {
         // Not idempotent: the broker's retry (after a timeout, say) would create a second job.
         retryPolicy: { enabled: false },
-        params: { rows: rowsParam(MAX_INSERT_ROWS), $$strict: true },
+        params: CREATE_INSERT_PARAMS,
         async handler(ctx: Context<{ rows?: number }, BodyMeta>) {
           requireBody(ctx);
           const rows = ctx.params.rows ?? DEFAULT_INSERT_ROWS;

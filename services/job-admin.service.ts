@@ -12,6 +12,7 @@ import { listJobEvents, presentJobEvent } from "../models/job-events";
 import { getIdTasks, replanIdTask } from "../models/id-tasks";
 import { FINISHED_JOB_STATUSES, getJob, JOB_KINDS, presentJob, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
 import { claimMaintenance } from "../models/maintenance";
+import { maintainFetchPartitions } from "../models/page-fetches";
 import { inSlowLane } from "../lib/platform/db";
 import type { Runtime } from "../lib/contracts";
 import { announce, announceJob } from "./announce";
@@ -148,11 +149,20 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
         });
       },
 
-      /** Once per period across the cluster: the JOB_RETENTION sweep, the imports' sweep, and folding the row counts. */
+      /**
+       * Once per period across the cluster: the JOB_RETENTION sweep, the imports' sweep, folding
+       * the row counts, and the fetch history's month partitions (made ahead, dropped past FETCH_RETENTION_MONTHS).
+       */
       async maintain() {
         const period = Math.floor(Date.now() / MAINTENANCE_PERIOD_MS);
         if (!(await claimMaintenance(db, "jobs", period, this.broker.nodeID))) return;
         await foldCounts(db);
+        const partitions = await maintainFetchPartitions(db, new Date(), config.crawl.fetchRetentionMonths);
+        if (partitions.created.length + partitions.dropped.length > 0) {
+          this.logger.info(
+            `Fetch history: made partition(s) [${partitions.created.join(", ")}], dropped [${partitions.dropped.join(", ")}] (FETCH_RETENTION_MONTHS)`,
+          );
+        }
         // Uploads whose node died mid-way end failed; staging no job needs goes (after retention, too).
         const imports = await sweepImports(db, UPLOAD_GRACE_MS);
         for (const id of imports.failed) announceJob(this.broker, await getJob(db, id));

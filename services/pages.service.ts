@@ -5,10 +5,11 @@ import { NotFoundError } from "../lib/platform/errors";
 import { DbMixin } from "../mixins/db.mixin";
 import { definePage } from "../models/pages";
 import type { Runtime } from "../lib/contracts";
-import { idParam, pageOf, paginationParams } from "../lib/api/params";
+import { idParam, isoTimeParam, pageOf, paginationParams, parseTime } from "../lib/api/params";
+import { listFetches } from "../models/page-fetches";
 import { countOf } from "../models/counts";
 import { inSlowLaneIf } from "../lib/platform/db";
-import { listPages, PAGE_SORTS, type PageSort } from "../models/pages";
+import { listPages, PAGE_SORTS, pageUrl, type PageSort } from "../models/pages";
 
 interface PageQuery {
   crawl?: number;
@@ -71,6 +72,20 @@ export default function pagesService({ db }: Runtime): ServiceSchema {
           const doc = await adapter.findById(ctx.params.id);
           if (!doc) throw new NotFoundError("page", ctx.params.id);
           return adapter.entityToObject(doc);
+        },
+      },
+
+      /** A page's fetch history, latest first; `since` and `until` bound the time (and the month partitions read). */
+      fetches: {
+        params: { id: idParam, ...paginationParams, since: isoTimeParam, until: isoTimeParam },
+        async handler(ctx: Context<{ id: number; limit?: number; offset?: number; since?: string; until?: string }>) {
+          const { limit, offset } = pageOf(ctx.params);
+          const since = parseTime("since", ctx.params.since);
+          const until = parseTime("until", ctx.params.until);
+          const url = await pageUrl(db, ctx.params.id);
+          if (url === null) throw new NotFoundError("page", ctx.params.id);
+          const { rows, ...total } = await listFetches(db, url, { since, until, limit, offset });
+          return { items: rows, ...total, limit, offset };
         },
       },
     },

@@ -1,11 +1,13 @@
 // Part 2a's rows and its bare-pg baseline: the pages a crawl of the generated site sends, the
 // state every round starts from, and the ingestor's own statements issued with plain pg.
+import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import { generatedEntryBody, generatedPageBody, generatedPageDepths, generatedPageLinks, renderHtml } from "../../fixtures/site-server";
 import { FINISH_IF_DONE_SQL } from "../../models/crawls";
 import { MARK_STORED_SQL } from "../../models/frontier";
-import { distinctPagesByUrl, upsertPagesStatement, type PageRecord } from "../../models/pages";
+import { insertHistoryStatement } from "../../models/page-fetches";
+import { distinctPagesByUrl, historyOf, upsertPagesStatement, type PageRecord } from "../../models/pages";
 import { INGEST_BATCH_SIZE } from "../../services/ingestor.service";
 
 /** The page messages a crawl of a `pages`-page generated site at `origin` sends: entry page, then /p/0 … */
@@ -24,6 +26,12 @@ export function syntheticPages(origin: string, pages: number): Omit<PageRecord, 
       bytes: Buffer.byteLength(html),
       links,
       fetchedAt,
+      etag: null,
+      lastModified: null,
+      contentHash: createHash("sha256").update(html).digest("hex"),
+      outlinks: [],
+      wireBytes: Buffer.byteLength(html),
+      durationMs: 0,
     };
   };
   const out = [page("/", 0, "Generated site", generatedEntryBody(pages, false), 1)];
@@ -44,7 +52,7 @@ function batchesOf(pages: PageRecord[]): PageRecord[][] {
  * fetched and awaiting the ingestor (what the crawler leaves behind), fresh planner statistics.
  */
 export async function prepareRound(admin: pg.Client, rows: Omit<PageRecord, "crawlId">[]): Promise<PageRecord[]> {
-  await admin.query("TRUNCATE pages, crawl_urls, crawls CASCADE");
+  await admin.query("TRUNCATE pages, page_fetches, crawl_urls, crawls CASCADE");
   const {
     rows: [crawl],
   } = await admin.query<{ id: number }>(
@@ -81,6 +89,8 @@ export async function bareLoop(clients: pg.Client[], pages: PageRecord[], kind: 
         await c.query("START TRANSACTION");
         try {
           await c.query(text, values);
+          const history = insertHistoryStatement(batch.map(historyOf));
+          await c.query(history.sql, history.bind);
           await c.query(MARK_STORED_SQL, [batch.map((p) => p.crawlId), batch.map((p) => p.url)]);
           await c.query("COMMIT");
         } catch (err) {

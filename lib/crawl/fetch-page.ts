@@ -1,8 +1,9 @@
 // One crawl fetch: undici with an overall deadline, a body cap and redirects followed by hand
 // so that every hop is checked against the SSRF guard and the same-origin rule before it is
 // requested. Bodies may come compressed (gzip, deflate, br); the cap counts the decoded bytes,
-// so a decompression bomb fails like any other oversized body. The outcome is a value, never a
-// throw: the crawler records every URL's fate.
+// so a decompression bomb fails like any other oversized body. A URL fetched before is asked for
+// conditionally (its stored ETag and Last-Modified), and a 304 is an outcome of its own. The
+// outcome is a value, never a throw: the crawler records every URL's fate.
 import { Duplex, Readable, Transform, Writable, pipeline as pipelineWithCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
@@ -12,8 +13,24 @@ import { normalizeUrl, sameOrigin } from "./url";
 import { USER_AGENT } from "./robots";
 
 export type FetchOutcome =
-  /** `bytes` is the decoded body's length; `wireBytes` what came over the wire (smaller when compressed). */
-  | { kind: "ok"; url: string; status: number; contentType: string; body: string; bytes: number; wireBytes?: number }
+  /**
+   * `bytes` is the decoded body's length; `wireBytes` what came over the wire (smaller when
+   * compressed). `raw` is the decoded body as bytes, when asked for (a gzipped sitemap is not text).
+   */
+  | {
+      kind: "ok";
+      url: string;
+      status: number;
+      contentType: string;
+      body: string;
+      bytes: number;
+      wireBytes: number;
+      etag: string | null;
+      lastModified: string | null;
+      raw?: Buffer;
+    }
+  /** A 304 to a conditional request: the stored copy is current. */
+  | { kind: "unchanged"; status: 304; etag: string | null; lastModified: string | null }
   /** The redirect chain ended at a different same-origin URL; that URL is crawled in its own right. */
   | { kind: "redirect"; status: number; to: string }
   | { kind: "skipped"; reason: string; status?: number }
@@ -30,6 +47,15 @@ export interface FetchOptions {
   accept?: (contentType: string) => boolean;
   /** Read the body where a redirect chain ends instead of reporting the redirect (robots.txt). */
   readRedirected?: boolean;
+  /** The stored copy's validators: the request is conditional, and a 304 answers "unchanged". */
+  validators?: Validators | null;
+  /** Also answer the decoded body as bytes (`raw`). */
+  keepBytes?: boolean;
+}
+
+export interface Validators {
+  etag: string | null;
+  lastModified: string | null;
 }
 
 /** The codings offered in Accept-Encoding: those DECODERS can undo. */
@@ -47,12 +73,15 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
   try {
     await assertPublicTarget(url, opts.policy);
     for (let hop = 0; ; hop++) {
+      // Only the URL itself is asked for conditionally: the validators are its own, not a redirect target's.
+      const conditional = hop === 0 ? conditionalHeaders(opts.validators) : {};
       const res = await request(current, {
         method: "GET",
         headers: {
           "user-agent": USER_AGENT,
           accept: "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
           "accept-encoding": ACCEPT_ENCODING,
+          ...conditional,
         },
         signal,
         dispatcher: opts.dispatcher,
@@ -62,6 +91,17 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
       // Destroying a body mid-read emits 'error'; the outcome already says what went wrong.
       res.body.on("error", () => {});
       const status = res.statusCode;
+      const etag = validator(header(res.headers, "etag"));
+      const lastModified = validator(header(res.headers, "last-modified"));
+      if (status === 304 && Object.keys(conditional).length > 0) {
+        discard(res.body);
+        return {
+          kind: "unchanged",
+          status,
+          etag: etag ?? opts.validators?.etag ?? null,
+          lastModified: lastModified ?? opts.validators?.lastModified ?? null,
+        };
+      }
       const location = header(res.headers, "location");
       if (status >= 300 && status < 400 && location) {
         discard(res.body);
@@ -99,7 +139,18 @@ export async function fetchPage(url: string, opts: FetchOptions): Promise<FetchO
       if (read.kind === "failed") return { ...read, status };
       // Postgres text cannot hold NUL; pages that contain it are binary in disguise anyway.
       const body = read.body.toString("utf8").replaceAll("\u0000", "");
-      return { kind: "ok", url: current, status, contentType, body, bytes: read.body.length, wireBytes: read.wireBytes };
+      return {
+        kind: "ok",
+        url: current,
+        status,
+        contentType,
+        body,
+        bytes: read.body.length,
+        wireBytes: read.wireBytes,
+        etag,
+        lastModified,
+        ...(opts.keepBytes ? { raw: read.body } : {}),
+      };
     }
   } catch (err) {
     // A refusal is a decision, like robots.txt's, not a fault of the site.
@@ -235,6 +286,22 @@ function contentCodings(headers: Record<string, string | string[] | undefined>):
     .split(",")
     .map((c) => c.trim().toLowerCase())
     .filter((c) => c !== "" && c !== "identity");
+}
+
+/**
+ * A validator worth keeping: one that can be sent back as a header as it is (printable ASCII) and
+ * is of a sane length. Anything else is dropped, and that URL is simply fetched in full next time.
+ */
+function validator(value: string | undefined): string | null {
+  return value !== undefined && value.length <= MAX_VALIDATOR_LENGTH && /^[\x20-\x7e]+$/.test(value) ? value : null;
+}
+const MAX_VALIDATOR_LENGTH = 256;
+
+function conditionalHeaders(v: Validators | null | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (v?.etag) headers["if-none-match"] = v.etag;
+  if (v?.lastModified) headers["if-modified-since"] = v.lastModified;
+  return headers;
 }
 
 /** Drains a small unwanted body so the connection can be reused; gives up on a large one. */

@@ -46,6 +46,8 @@ export const DEFAULT_UPSTREAM_MAX_ATTEMPTS = 4;
 // How long a throttle slot (a connection, a fetch) outlives its holder's last renewal. With
 // renewals every quarter of it and a check as often, a dead node's slots are back within ~1.25x.
 export const DEFAULT_THROTTLE_LEASE_MS = 20_000;
+// Months of fetch history (page_fetches) kept: older month partitions are dropped.
+export const DEFAULT_FETCH_RETENTION_MONTHS = 12;
 
 export interface CrawlSettings {
   hostConcurrency: number;
@@ -57,6 +59,8 @@ export interface CrawlSettings {
   leaseMs: number;
   /** CRAWL_ALLOW_HOSTS: private or loopback targets that may be crawled anyway. */
   allowHosts: AllowHost[];
+  /** FETCH_RETENTION_MONTHS: months of fetch history kept. */
+  fetchRetentionMonths: number;
 }
 
 /** One CRAWL_ALLOW_HOSTS entry. */
@@ -255,6 +259,7 @@ function crawlSettings(r: EnvReader): CrawlSettings {
     maxRedirects: r.int("CRAWL_MAX_REDIRECTS", DEFAULT_CRAWL_MAX_REDIRECTS, 0, 20),
     leaseMs: r.int("CRAWL_LEASE_MS", DEFAULT_CRAWL_LEASE_MS, 1000, 3_600_000),
     allowHosts: r.list("CRAWL_ALLOW_HOSTS").map(parseAllowHost),
+    fetchRetentionMonths: r.int("FETCH_RETENTION_MONTHS", DEFAULT_FETCH_RETENTION_MONTHS, 1, 1200),
   };
 }
 

@@ -7,6 +7,7 @@ export const METRIC_PAGES_FETCHED = "sluice.pages.fetched";
 export const METRIC_PAGES_STORED = "sluice.pages.stored";
 export const METRIC_PAGES_FAILED = "sluice.pages.failed";
 export const METRIC_PAGES_SKIPPED = "sluice.pages.skipped";
+export const METRIC_PAGES_UNCHANGED = "sluice.pages.unchanged";
 export const CHANNEL_JOBS = "sluice.jobs";
 /** Every job status change (and running progress), with the job's view as payload. */
 export const EVENT_JOBS_UPDATED = "jobs.updated";

@@ -5,7 +5,7 @@
 import Bottleneck from "bottleneck";
 import type { LimiterHub } from "./hub";
 import { LeasedSlots } from "./leased-slots";
-import { startSpacingMs, type Rate } from "./rate";
+import { RATE_SPACING_MARGIN, startSpacingMs, type Rate } from "./rate";
 
 export interface LimitSpec {
   maxConcurrent: number | null;
@@ -14,6 +14,8 @@ export interface LimitSpec {
   exact?: boolean;
   /** Slots that stand for something outside this process (a Postgres connection) come back only after this check. */
   checked?: CheckedReclaim;
+  /** A floor on the spacing of starts, whatever the rate (a site's robots.txt Crawl-delay). */
+  minSpacingMs?: number;
 }
 
 export interface CheckedReclaim {
@@ -50,8 +52,15 @@ export const STUCK_AFTER_MS = 30_000;
 // leaves "running" in it hold nothing back. Concurrency is the leases' (lib/throttle/leased-slots.ts).
 const rateOptions = (spec: LimitSpec, share = 1): Bottleneck.ConstructorOptions => ({
   maxConcurrent: null,
-  minTime: spec.rate ? Math.ceil(startSpacingMs(spec.rate, spec.exact) * share) : 0,
+  minTime: Math.ceil(spacingMs(spec) * share),
 });
+
+/**
+ * The spacing of starts: the rate's, raised to the floor (with the rate's safety margin, so that
+ * the gaps the far side sees hold the floor too). 0: starts are not spaced at all.
+ */
+const spacingMs = (spec: LimitSpec): number =>
+  Math.max(spec.rate ? startSpacingMs(spec.rate, spec.exact) : 0, (spec.minSpacingMs ?? 0) * RATE_SPACING_MARGIN);
 
 /**
  * Stops a clustered limiter: queued starts are handed back, and then its heartbeat stops.
@@ -101,6 +110,10 @@ export class ResourceLimiter {
     return this.spec.maxConcurrent;
   }
 
+  get minSpacingMs(): number {
+    return this.spec.minSpacingMs ?? 0;
+  }
+
   private ensureSlots(): void {
     if (this.spec.maxConcurrent === null) return;
     if (this.slots) return this.slots.setLimit(this.spec.maxConcurrent);
@@ -112,7 +125,7 @@ export class ResourceLimiter {
   /** (Re)creates the clustered rate limiter; settings already in Redis win over ours (the cluster's, possibly changed at runtime). */
   cluster(): void {
     this.slots?.wake();
-    if (!this.hub.connection || this.clustered || !this.spec.rate) return;
+    if (!this.hub.connection || this.clustered || spacingMs(this.spec) === 0) return;
     const limiter = new Bottleneck({
       ...rateOptions(this.spec),
       id: `${this.hub.prefix}${this.resource}`,
@@ -166,7 +179,7 @@ export class ResourceLimiter {
     };
     try {
       if (this.slots) release = await this.slots.acquire();
-      return this.spec.rate ? await this.rated(run, () => started) : await run();
+      return spacingMs(this.spec) > 0 ? await this.rated(run, () => started) : await run();
     } finally {
       if (!started) this.queued--;
       release?.();
@@ -223,7 +236,7 @@ export class ResourceLimiter {
     this.spec = { ...this.spec, ...patch };
     this.ensureSlots();
     this.local.updateSettings(rateOptions(this.spec, this.hub.connection ? this.hub.share(this.resource) : 1));
-    if (this.spec.rate && this.hub.redisReady) this.cluster();
+    if (spacingMs(this.spec) > 0 && this.hub.redisReady) this.cluster();
     // Typed as returning the limiter; it returns a promise of it (Bottleneck.js updateSettings).
     await (this.clustered?.updateSettings(rateOptions(this.spec)) as unknown as Promise<Bottleneck> | undefined);
     if (patch.maxConcurrent !== undefined && patch.maxConcurrent !== null && this.hub.redisReady)

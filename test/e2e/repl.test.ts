@@ -1,7 +1,7 @@
 // `npm start -- --repl`: the REPL's crawl command starts a crawl and prints progress until done.
 import { SAMPLE_SITE_EXPECTED, serveSampleSite, type SiteServer } from "../../fixtures/site-server";
 import { createCluster, type Cluster, type ClusterNode } from "../support/cluster";
-import { waitFor } from "../support/env";
+import { http, waitFor } from "../support/env";
 
 describe("REPL", () => {
   let site: SiteServer;
@@ -20,7 +20,7 @@ describe("REPL", () => {
     await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
     node.child.stdin!.write(`crawl ${site.url}/\n`);
     const e = SAMPLE_SITE_EXPECTED;
-    const final = `crawl 1 succeeded: discovered ${e.discovered}, fetched ${e.stored}, stored ${e.stored}, failed ${e.failed}, skipped ${e.skipped}`;
+    const final = `crawl 1 succeeded: discovered ${e.discovered}, fetched ${e.stored}, stored ${e.stored}, unchanged 0, failed ${e.failed}, skipped ${e.skipped}`;
     await waitFor(() => (node.output().includes(final) ? true : undefined), 60_000, `"${final}" in ${node.output()}`);
     expect(node.output()).toMatch(/crawl 1 (pending|running): discovered/);
 
@@ -80,5 +80,35 @@ describe("REPL", () => {
       10_000,
       "a clear error",
     );
+  });
+
+  it("schedules lists the schedules; schedules pause <id> and resume <id>", async () => {
+    await waitFor(() => (node.output().includes("mol $") ? true : undefined), 60_000, "the REPL prompt");
+    const created = await http(node.api, "POST", "/api/schedules", {
+      cron: "0 0 1 1 *",
+      timezone: "Europe/Paris",
+      job: { kind: "insert", params: { rows: 7 } },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id as number;
+    node.child.stdin!.write("schedules\n");
+    await waitFor(
+      () => (new RegExp(`│\\s*${id}\\s*│\\s*'0 0 1 1 \\*'\\s*│\\s*'Europe/Paris'\\s*│\\s*'insert'`).test(node.output()) ? true : undefined),
+      10_000,
+      "the schedules table",
+    );
+    node.child.stdin!.write(`schedules pause ${id}\n`);
+    await waitFor(() => (node.output().includes(`schedule ${id} paused`) ? true : undefined), 10_000, "the pause");
+    node.child.stdin!.write(`schedules resume ${id}\n`);
+    await waitFor(
+      // Midnight of January 1st in Paris, as UTC.
+      () => (new RegExp(`schedule ${id} resumed: next run \\d{4}-12-31T23:00:00.000Z`).test(node.output()) ? true : undefined),
+      10_000,
+      "the resume",
+    );
+    node.child.stdin!.write("schedules delete 1\n");
+    await waitFor(() => (/schedules: unknown action "delete"/.test(node.output()) ? true : undefined), 10_000, "a clear error");
+    node.child.stdin!.write("schedules pause 999\n");
+    await waitFor(() => (/schedules: schedule 999 not found/.test(node.output()) ? true : undefined), 10_000, "the 404 as a clear message");
   });
 });

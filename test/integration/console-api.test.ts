@@ -194,7 +194,7 @@ describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
       expect((await http(api, "PATCH", `/api/crawls/${body.id}`, { paused: false })).body.paused).toBe(false);
       const done = await finished(`/api/crawls/${body.id}`);
       expect(done.status).toBe("succeeded");
-      expect(done.pages.discovered).toBe(done.pages.stored + done.pages.failed + done.pages.skipped);
+      expect(done.pages.discovered).toBe(done.pages.stored + done.pages.unchanged + done.pages.failed + done.pages.skipped);
       expect(site.requests.length).toBeGreaterThan(fetchedWhilePaused);
       expect((await http(api, "PATCH", `/api/crawls/${body.id}`, { paused: true })).status).toBe(409);
       expect((await http(api, "PATCH", `/api/crawls/${body.id}`, { paused: "yes" })).status).toBe(422);

@@ -128,7 +128,7 @@ describe("crawl targets that are not allowed", () => {
     );
     expect(crawl.status).toBe("succeeded");
     const names = Object.keys(targets);
-    expect(crawl.pages).toEqual({ discovered: 2 + names.length, fetched: 2, stored: 2, failed: 0, skipped: names.length });
+    expect(crawl.pages).toEqual({ discovered: 2 + names.length, fetched: 2, stored: 2, unchanged: 0, failed: 0, skipped: names.length });
 
     const [rows] = await sluice.db.query(`SELECT url, state, reason FROM crawl_urls WHERE crawl_id = ${Number(crawl.id)} ORDER BY url`);
     const byPath = new Map((rows as { url: string; state: string; reason: string | null }[]).map((r) => [r.url.replace(site.url, ""), r]));

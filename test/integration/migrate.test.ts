@@ -23,9 +23,13 @@ const EXPECTED_TABLES = [
   "job_events",
   "jobs",
   "maintenance_runs",
+  "page_fetches",
+  "page_fetches_default",
   "pages",
   "queues",
   "rows",
+  "schedule_runs",
+  "schedules",
   "sluice_migrations",
   "table_counts",
   "users",
@@ -38,6 +42,8 @@ const MIGRATIONS = [
   "0005_id_tasks.sql",
   "0006_console.sql",
   "0007_imports.sql",
+  "0008_page_fetches.sql",
+  "0009_schedules.sql",
 ];
 
 describeWithServers(["DATABASE_URL"], "migrations on PostgreSQL", () => {

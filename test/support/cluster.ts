@@ -212,9 +212,16 @@ export class Cluster {
 }
 
 /** A crawl's page counts when it stored every page of `site` exactly once and nothing failed. */
-export function everyPageStored(site: GeneratedSiteServer): { discovered: number; fetched: number; stored: number; failed: 0; skipped: 0 } {
+export function everyPageStored(site: GeneratedSiteServer): {
+  discovered: number;
+  fetched: number;
+  stored: number;
+  unchanged: 0;
+  failed: 0;
+  skipped: 0;
+} {
   const n = site.expectedPages;
-  return { discovered: n, fetched: n, stored: n, failed: 0, skipped: 0 };
+  return { discovered: n, fetched: n, stored: n, unchanged: 0, failed: 0, skipped: 0 };
 }
 
 export async function createCluster(options: ClusterOptions = {}): Promise<Cluster> {

@@ -164,6 +164,7 @@ export function CrawlDetail({ id, query }) {
         ["discovered", html`<span id="count-discovered">${fmtNum(c.pages.discovered)}</span>`],
         ["fetched", fmtNum(c.pages.fetched)],
         ["stored", html`<span id="count-stored">${fmtNum(c.pages.stored)}</span>`],
+        ["unchanged", fmtNum(c.pages.unchanged ?? 0)],
         ["failed", fmtNum(c.pages.failed)],
         ["skipped", fmtNum(c.pages.skipped)],
         ["max pages", fmtNum(c.maxPages)],

@@ -8,8 +8,8 @@ import { CanWrite, ErrorText, fmtNum, fmtTime, Pager, Progress, Status } from ".
 
 const LIMIT = 25;
 
-/** URLs settled (stored, failed or skipped) out of those discovered. */
-export const settled = (p) => p.stored + p.failed + p.skipped;
+/** URLs settled (stored, unchanged, failed or skipped) out of those discovered. */
+export const settled = (p) => p.stored + (p.unchanged ?? 0) + p.failed + p.skipped;
 
 function StartForm() {
   const [error, setError] = useState(null);
@@ -60,6 +60,7 @@ export function CrawlsList({ query }) {
             <th>progress</th>
             <th>discovered</th>
             <th>stored</th>
+            <th>unchanged</th>
             <th>failed</th>
             <th>skipped</th>
             <th>created</th>
@@ -75,6 +76,7 @@ export function CrawlsList({ query }) {
                 <td><${Progress} done=${settled(c.pages)} total=${c.pages.discovered} label=${`crawl ${c.id} progress`} /></td>
                 <td class="num">${fmtNum(c.pages.discovered)}</td>
                 <td class="num">${fmtNum(c.pages.stored)}</td>
+                <td class="num">${fmtNum(c.pages.unchanged ?? 0)}</td>
                 <td class="num">${fmtNum(c.pages.failed)}</td>
                 <td class="num">${fmtNum(c.pages.skipped)}</td>
                 <td>${fmtTime(c.createdAt)}</td>
