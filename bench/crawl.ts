@@ -19,19 +19,16 @@
 //   BENCH_TIMEOUT_S         give up on a crawl still unfinished after this long, and fail (default 600)
 //   BENCH_SKIP_EMBEDDED=1   leave out the embedded run (with DATABASE_URL: Postgres only)
 //   DATABASE_URL            admin URL of a Postgres server: adds a run against a fresh database there
-import fs from "node:fs";
 import os from "node:os";
-import path from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { Agent, request } from "undici";
-import { DEFAULT_CRAWL_HOST_CONCURRENCY, DEFAULT_CRAWL_NODE_CONCURRENCY, loadConfig } from "../lib/platform/config";
+import { DEFAULT_CRAWL_HOST_CONCURRENCY, DEFAULT_CRAWL_NODE_CONCURRENCY } from "../lib/platform/config";
 import { serveGeneratedSite, type GeneratedSiteServer, type RequestLog } from "../fixtures/site-server";
-import { extractPage } from "../lib/crawl/url";
-import { formatCrawl, REPL_POLL_INTERVAL_MS } from "../repl/commands";
-import { startSluice, type Sluice } from "../runtime";
-import { MAX_MAX_DEPTH, MAX_MAX_PAGES, type CrawlView } from "../services/crawls.service";
-import { isFinished } from "../fixtures/api-client";
+import { formatCrawl } from "../repl/commands";
+import type { Sluice } from "../runtime";
+import { MAX_MAX_PAGES, type CrawlView } from "../services/crawls.service";
+import { bootSluiceForCrawls, medianPass, timedCrawl, timedFetchLoop } from "./crawl-support";
 import { createBenchDatabase, intEnv, log, round, runBench, table as textTable } from "./support";
 
 const PAGES = intEnv("BENCH_PAGES", 2000, 1, MAX_MAX_PAGES - 1);
@@ -95,32 +92,6 @@ function siteStats(requests: RequestLog[], peakInFlight: number): SiteStats {
     }
   }
   return stats;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Baselines: the same URLs at the same concurrency, without Sluice
-// ---------------------------------------------------------------------------------------------
-
-async function fetchLoop(urls: string[], concurrency: number, parse: boolean): Promise<number> {
-  const agent = new Agent({ connections: concurrency, keepAliveTimeout: 4_000 });
-  let next = 0;
-  let bytes = 0;
-  const worker = async (): Promise<void> => {
-    while (next < urls.length) {
-      const url = urls[next++]!;
-      const res = await request(url, { method: "GET", dispatcher: agent });
-      const body = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`baseline: ${url} answered HTTP ${res.statusCode}`);
-      bytes += body.length;
-      if (parse) extractPage(body, url);
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: concurrency }, worker));
-  } finally {
-    await agent.close();
-  }
-  return bytes;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,88 +188,31 @@ interface SluiceRun {
   cpuSeconds: number;
 }
 
-/**
- * repl/commands.ts crawlAndWatch() with a maxDepth: it creates the crawl through the crawls
- * service and polls crawls.get at the REPL's interval until the crawl is finished.
- */
-async function createAndWatch(
-  sluice: Sluice,
-  url: string,
-  maxPages: number,
-  maxDepth: number,
-  print: (line: string) => void,
-): Promise<CrawlView> {
-  const { id } = await sluice.broker.call<{ id: number }, object>("crawls.create", { url, maxPages, maxDepth });
-  const deadline = performance.now() + CRAWL_TIMEOUT_S * 1000;
-  for (;;) {
-    const crawl = await sluice.broker.call<CrawlView, { id: number }>("crawls.get", { id });
-    print(formatCrawl(crawl));
-    if (isFinished(crawl.status)) return crawl;
-    // Unfinished, so the caller reports the run as failed.
-    if (performance.now() > deadline) return crawl;
-    await new Promise((r) => setTimeout(r, REPL_POLL_INTERVAL_MS));
-  }
-}
-
 async function runSluice(label: string, site: GeneratedSiteServer, databaseUrl: string | null): Promise<SluiceRun> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-bench-"));
-  const env: Record<string, string> = {
-    PORT: "0",
-    METRICS_PORT: "0",
-    LOG_LEVEL: "warn",
-    NODE_ID: `bench-${label}`,
-    CRAWL_ALLOW_HOSTS: "127.0.0.1",
-    DATA_DIR: dataDir,
-    CRAWL_HOST_CONCURRENCY: String(HOST_CONCURRENCY),
-    CRAWL_NODE_CONCURRENCY: String(NODE_CONCURRENCY),
-  };
-  if (databaseUrl) env.DATABASE_URL = databaseUrl;
-  if (databaseUrl && DB_NODE_CONCURRENCY !== null) env.DB_NODE_CONCURRENCY = String(DB_NODE_CONCURRENCY);
-  const bootStart = performance.now();
-  const sluice = await startSluice(loadConfig(env));
-  const bootSeconds = (performance.now() - bootStart) / 1000;
-  const rssAfterBootBytes = process.memoryUsage.rss();
+  const booted = await bootSluiceForCrawls({
+    label,
+    databaseUrl,
+    hostConcurrency: HOST_CONCURRENCY,
+    nodeConcurrency: NODE_CONCURRENCY,
+    allowHosts: "127.0.0.1",
+    dbNodeConcurrency: DB_NODE_CONCURRENCY,
+  });
   try {
-    const trace = TRACE ? traceDb(sluice) : null;
+    const trace = TRACE ? traceDb(booted.sluice) : null;
     const pgWaits = TRACE && databaseUrl ? await samplePgActivity(databaseUrl) : null;
     site.resetStats();
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    let lastPrint = -Infinity;
-    let lastLine = "";
-    let lastPrinted = "";
-    const crawl = await createAndWatch(sluice, site.entryUrl, Math.min(MAX_MAX_PAGES, site.expectedPages + 100), MAX_MAX_DEPTH, (line) => {
-      lastLine = line;
-      const now = performance.now();
-      // Progress every couple of seconds, enough to see whether ingestion trails fetching.
-      if (now - lastPrint >= 2000) {
-        lastPrint = now;
-        lastPrinted = line;
-        log(`  [${label} +${((now - t0) / 1000).toFixed(1)}s] ${line}`);
-      }
-    });
-    const observedSeconds = (performance.now() - t0) / 1000;
-    const cpu = process.cpuUsage(cpu0);
+    const run = await timedCrawl(booted.sluice, label, site.entryUrl, Math.min(MAX_MAX_PAGES, site.expectedPages + 100), CRAWL_TIMEOUT_S);
     await pgWaits?.stop();
-    if (lastLine !== lastPrinted) log(`  [${label} +${observedSeconds.toFixed(1)}s] ${formatCrawl(crawl)}`);
-    const stats = siteStats(site.requests, site.inFlightPeak);
-    const seconds = crawl.finishedAt
-      ? (new Date(crawl.finishedAt).getTime() - new Date(crawl.createdAt).getTime()) / 1000
-      : observedSeconds;
     return {
-      crawl,
-      seconds,
-      observedSeconds,
-      bootSeconds,
-      rssAfterBootBytes,
-      site: stats,
+      ...run,
+      bootSeconds: booted.bootSeconds,
+      rssAfterBootBytes: booted.rssAfterBootBytes,
+      site: siteStats(site.requests, site.inFlightPeak),
       trace,
       pgWaits,
-      cpuSeconds: (cpu.user + cpu.system) / 1e6,
     };
   } finally {
-    await sluice.stop();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await booted.stop();
   }
 }
 
@@ -397,16 +311,11 @@ async function main(): Promise<number> {
       const { rssPeakBytes } = await withRssPeak(async () => {
         for (let i = 0; i < BASELINE_ROUNDS; i++) {
           site.resetStats();
-          const cpu0 = process.cpuUsage();
-          const t0 = performance.now();
-          await fetchLoop(urls, HOST_CONCURRENCY, parse);
-          const seconds = (performance.now() - t0) / 1000;
-          const cpu = process.cpuUsage(cpu0);
-          passes.push({ seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, site: siteStats(site.requests, site.inFlightPeak) });
+          const pass = await timedFetchLoop(urls, HOST_CONCURRENCY, parse);
+          passes.push({ ...pass, site: siteStats(site.requests, site.inFlightPeak) });
         }
       });
-      passes.sort((a, b) => a.seconds - b.seconds);
-      const median = passes[Math.floor(passes.length / 2)]!;
+      const median = medianPass(passes);
       baselineSite[mode] = median.site;
       log(`  [${mode}] passes: ${passes.map((p) => p.seconds.toFixed(3)).join(", ")} s`);
       rows.push({

@@ -1,31 +1,12 @@
 // extractPage (one streaming htmlparser2 pass) against the cheerio version it replaced (parse5, a full
-// HTML tree builder), kept here as the reference: same titles and links on the sample site, on the
-// generated site and on tricky markup; where they still differ, the difference is pinned below.
+// HTML tree builder), kept as the reference in fixtures/cheerio-extract.ts: same titles and links on the
+// sample site, on the generated site and on tricky markup; where they still differ, the difference is
+// pinned below.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as cheerio from "cheerio";
+import { cheerioExtract } from "../../fixtures/cheerio-extract";
 import { SAMPLE_SITE_DIR, generatedEntryBody, generatedPageBody, generatedPageLinks, renderHtml } from "../../fixtures/site-server";
-import { extractPage, normalizeUrl } from "../../lib/crawl/url";
-
-/** extractPage as it was with cheerio (lib/crawl/url.ts before the streaming parser). */
-function cheerioExtract(html: string, pageUrl: string): { title: string | null; links: string[] } {
-  const $ = cheerio.load(html);
-  const title = $("title").first().text().trim() || null;
-
-  // Browsers use only the first <base href>; an unusable one falls back to the page URL.
-  const baseHref = $("base[href]").first().attr("href");
-  const base = (baseHref !== undefined && normalizeUrl(baseHref, pageUrl)) || pageUrl;
-
-  const seen = new Set<string>();
-  $("a[href], area[href]").each((_, el) => {
-    const rel = ($(el).attr("rel") ?? "").toLowerCase().split(/\s+/);
-    if (rel.includes("nofollow")) return;
-    const link = normalizeUrl($(el).attr("href") ?? "", base);
-    if (link !== null) seen.add(link);
-  });
-  // A Set iterates in insertion order, which keeps document order.
-  return { title, links: [...seen] };
-}
+import { extractPage } from "../../lib/crawl/url";
 
 const pageUrl = "https://example.com/dir/page.html";
 
