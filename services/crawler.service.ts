@@ -39,6 +39,7 @@ import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../lib/contracts";
 import type { PageRecord } from "../models/pages";
 import { Batcher } from "../lib/platform/batcher";
+import { FETCH_DURATION, observeFetch } from "./metrics";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
 // crawls whose last URLs were settled by two nodes at once.
@@ -58,6 +59,27 @@ export const MAX_PAGE_MESSAGE_BYTES = 1_000_000;
 export const MAX_CRAWL_DELAY_MS = 30_000;
 // A sitemap's body as fetched (a gzipped one is decoded later, under the protocol's 50 MiB cap).
 export const SITEMAP_FETCH_MAX_BYTES = 10 * 1024 * 1024;
+
+/**
+ * Whether a page's message fits in MAX_PAGE_MESSAGE_BYTES. JSON escaping makes a character at
+ * most 6 bytes, so most pages are known to fit without serialising them just to measure.
+ */
+function fitsInMessage(page: PageRecord): boolean {
+  const strings = [
+    page.body,
+    page.title ?? "",
+    page.url,
+    page.contentType,
+    page.etag ?? "",
+    page.lastModified ?? "",
+    ...(page.outlinks ?? []),
+  ];
+  const text = strings.reduce((n, s) => n + s.length + 3, 0);
+  // A UTF-16 unit is at most 6 bytes of JSON (an escaped control character or lone surrogate;
+  // other characters take at most 3 bytes of UTF-8); 1 KiB for the rest of the message.
+  if (text * 6 + 1024 <= MAX_PAGE_MESSAGE_BYTES) return true;
+  return Buffer.byteLength(JSON.stringify(page)) <= MAX_PAGE_MESSAGE_BYTES;
+}
 
 /** A fetch's outcome, and how long the request took (its wait for the host's turn left out). */
 type TimedOutcome = FetchOutcome & { durationMs: number };
@@ -122,6 +144,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       ] as const) {
         this.broker.metrics.register({ type: "counter", name, description: help });
       }
+      this.broker.metrics.register(FETCH_DURATION);
     },
 
     async started() {
@@ -260,6 +283,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
             dispatcher: this.agent,
             ...extra,
           });
+          observeFetch(this.broker.metrics, url, performance.now() - started);
           return { ...outcome, durationMs: Math.round(performance.now() - started) };
         });
       },
@@ -369,8 +393,8 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
               durationMs: outcome.durationMs,
             };
             // Too large with its links: sent without them (its recrawl will fetch it in full).
-            if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) page.outlinks = null;
-            if (Buffer.byteLength(JSON.stringify(page)) > MAX_PAGE_MESSAGE_BYTES) {
+            if (!fitsInMessage(page)) page.outlinks = null;
+            if (!fitsInMessage(page)) {
               rec = {
                 state: "failed",
                 reason: "page too large to send to the ingestor",

@@ -196,4 +196,36 @@ describe.each(modes)("recrawls on %s", (_mode, embedded) => {
       await polite.server.close();
     }
   });
+  it("sends a page whose links would overflow its message without them, and fails one that cannot fit at all", async () => {
+    // 3,000 relative links of 150 characters: the body (about 500 KB) fits in a page message, but
+    // not with its 3,000 absolute links beside it. 500 KB of quotes double when escaped as JSON.
+    const long = "a".repeat(150);
+    const linky = renderHtml("Linky", Array.from({ length: 3000 }, (_, i) => `<a href="${long}${i}">x</a>`).join(""));
+    const quoted = renderHtml("Quoted", '"'.repeat(500_000));
+    const tracked = await startTrackedServer((req, res) => {
+      const body =
+        req.url === "/"
+          ? renderHtml("Root", link(["/linky", "/quoted"]))
+          : req.url === "/linky"
+            ? linky
+            : req.url === "/quoted"
+              ? quoted
+              : null;
+      if (body === null) return res.writeHead(404).end();
+      res.writeHead(200, { "content-type": "text/html" }).end(body);
+    });
+    try {
+      const crawl = await crawlToEnd(sluice, { url: `${tracked.site.url}/`, maxDepth: 1, maxPages: 10 });
+      expect(crawl.pages).toMatchObject({ stored: 2, failed: 1 });
+      const failures = await api(sluice.apiUrl!, "GET", `/api/crawls/${crawl.id}/failures`);
+      expect(failures.body.items).toEqual([
+        expect.objectContaining({ url: `${tracked.site.url}/quoted`, reason: "page too large to send to the ingestor" }),
+      ]);
+      const { body } = await api(sluice.apiUrl!, "GET", `/api/pages?crawl=${crawl.id}&q=linky`);
+      const page = await api(sluice.apiUrl!, "GET", `/api/pages/${body.items[0].id}`);
+      expect(page.body).toMatchObject({ title: "Linky", outlinks: null, links: 3000 });
+    } finally {
+      await tracked.site.close();
+    }
+  });
 });
