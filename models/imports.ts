@@ -18,12 +18,13 @@ export interface ImportProgress {
 export const stagingTable = (jobId: number): string => `import_staging_${jobId}`;
 
 /** The table's columns in order, or null when there is no such table. */
-export async function catalogColumns(db: Sequelize, table: string): Promise<CatalogColumn[] | null> {
+export async function catalogColumns(db: Sequelize, table: string, transaction?: Transaction): Promise<CatalogColumn[] | null> {
   const rows = await select<{ name: string; type: string; generated: boolean; exists: boolean }>(
     db,
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, (a.attidentity = 'a' OR a.attgenerated <> '') AS generated
        FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
     [quoteTable(table)],
+    transaction,
   );
   return rows.length === 0 ? null : rows.map((r) => ({ name: r.name, type: r.type, generated: r.generated }));
 }

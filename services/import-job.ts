@@ -83,7 +83,8 @@ async function loadFromUrl(deps: BulkJobDeps, spec: ImportParams, t: Transaction
   let records: ImportRecords | null = null;
   try {
     records = await openRecords(body, spec, imports.maxBytes);
-    const catalog = await catalogColumns(deps.db, spec.table);
+    // On the job's own connection: on PGlite it is the only one, and the pool would wait for it.
+    const catalog = await catalogColumns(deps.db, spec.table, t);
     if (!catalog) throw new PermanentJobError(`table ${spec.table} does not exist`);
     if (records.columns.length === 0) throw new ImportDataError(null, "the file is empty");
     const problem = columnProblem(records.columns, catalog);

@@ -2,6 +2,8 @@
 // carries no COPY FROM STDIN, so the rows go to its COPY from a blob, a few MiB per statement,
 // inside the job's transaction. A file larger than one blob still lands whole, and a bad line
 // near its end is named by its line in the file, not in its blob.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Sluice } from "../../runtime";
 import { waitUntilFinished } from "../../fixtures/api-client";
 import { http, startEmbedded } from "../support/env";
@@ -59,4 +61,22 @@ describe("imports on the embedded PGlite", () => {
     });
     expect(await count()).toBe(before + 30_002);
   }, 120_000);
+
+  it("a URL import reads the file and lands it (its catalog read on the job's own connection, PGlite's only one)", async () => {
+    const before = await count();
+    const server = createServer((_req, res) => res.writeHead(200, { "content-type": "text/csv" }).end("name,value\nfrom-url,7\n"));
+    await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const created = await http(api, "POST", "/api/imports", { url: `http://127.0.0.1:${port}/rows.csv`, table: "rows" });
+      expect(created.status).toBe(202);
+      expect(await waitUntilFinished(api, `/api/imports/${created.body.id}`, 60_000, "the URL import")).toMatchObject({
+        status: "succeeded",
+        result: { rows: 1 },
+      });
+      expect(await count()).toBe(before + 1);
+    } finally {
+      server.close();
+    }
+  }, 90_000);
 });
