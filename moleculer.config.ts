@@ -1,8 +1,10 @@
 // Broker options for every run mode, derived from the validated config. Embedded mode has no
 // transporter; distributed mode talks NATS, and its durable channels use JetStream.
-import type { BrokerOptions, ServiceBroker } from "moleculer";
+import { inspect } from "node:util";
+import type { BrokerOptions, Logger, LoggerConfig, ServiceBroker } from "moleculer";
+import { stdTimeFunctions, type LogFn } from "pino";
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import type { Config } from "./lib/platform/config";
+import type { Config, LogLevel } from "./lib/platform/config";
 import { MemoryChannelAdapter } from "./transport/memory-channel-adapter";
 import { NatsChannelAdapter } from "./transport/nats-channel-adapter";
 import { replCommands } from "./repl/commands";
@@ -22,6 +24,69 @@ export function channelsMiddleware(adapter: unknown): ReturnType<typeof Channels
 export function nodesRunning(broker: ServiceBroker, service: string): string[] {
   const list = broker.registry.getServiceList({ onlyAvailable: true }).filter((s) => s.name === service);
   return [...new Set(list.map((s) => s.nodeID ?? broker.nodeID))].sort();
+}
+
+const LOGGER_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const satisfies readonly LogLevel[];
+
+/**
+ * Fields every line of a logger carries (boundLogger): in a JSON line they are keys of their own;
+ * in text, `label` (say `[job 12 insert]`) leads the message.
+ */
+export class LogFields {
+  constructor(
+    readonly fields: Record<string, unknown>,
+    readonly label: string,
+  ) {}
+  // The text logger prints objects with util.inspect.
+  [inspect.custom](): string {
+    return this.label;
+  }
+}
+
+/** `logger`, with `fields` on every line it logs. */
+export function boundLogger(logger: Logger, fields: LogFields): Logger {
+  return Object.fromEntries(LOGGER_LEVELS.map((level) => [level, (...args: unknown[]) => logger[level](fields, ...args)])) as Logger;
+}
+
+/**
+ * Moleculer hands Pino a log call's arguments as they were written (`"text", err`, `"a:", 1`):
+ * the message becomes the text of all but the Error, which goes under `err` with its stack, and
+ * LogFields become keys of the line.
+ */
+function pinoArguments(this: unknown, args: unknown[], method: LogFn): void {
+  const merged: Record<string, unknown> = {};
+  const parts: string[] = [];
+  for (const arg of args) {
+    if (arg instanceof LogFields) Object.assign(merged, arg.fields);
+    else if (arg instanceof Error && merged.err === undefined) merged.err = arg;
+    else parts.push(typeof arg === "string" ? arg : inspect(arg, { depth: 4, breakLength: Infinity }));
+  }
+  const msg = parts.join(" ") || (merged.err as Error | undefined)?.message || "";
+  method.call(this, merged, msg);
+}
+
+/**
+ * LOG_FORMAT: json is one object a line through Pino, with `level` as a label ("info"), `time`
+ * in ISO 8601, Moleculer's bindings (`nodeID`, `ns`, `mod`, `svc`) and `msg`; text is
+ * Moleculer's short console lines, coloured on a terminal.
+ */
+function loggerOptions(config: Config): LoggerConfig {
+  if (config.logFormat === "text") {
+    return { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } };
+  }
+  return {
+    type: "Pino",
+    options: {
+      level: config.logLevel,
+      pino: {
+        options: {
+          formatters: { level: (label: string) => ({ level: label }) },
+          timestamp: stdTimeFunctions.isoTime,
+          hooks: { logMethod: pinoArguments },
+        },
+      },
+    },
+  };
 }
 
 export function brokerOptions(config: Config): BrokerOptions {
@@ -47,7 +112,7 @@ export function brokerOptions(config: Config): BrokerOptions {
     skipProcessEventRegistration: true,
     namespace: config.namespace,
     transporter: config.transporter ? { type: "NATS", options: { servers: config.transporter } } : undefined,
-    logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
+    logger: loggerOptions(config),
     logLevel: config.logLevel,
     requestTimeout: 30_000,
     // A killed node is noticed (and its jobs reaped) within 15 s instead of Moleculer's 30.

@@ -26,6 +26,7 @@ import jobControlService from "./services/job-control.service";
 import jobRunnerService from "./services/job-runner.service";
 import jobAdminService from "./services/job-admin.service";
 import jobsService from "./services/jobs.service";
+import { permitTimings, registerJobMetrics } from "./services/metrics";
 import queuesService from "./services/queues.service";
 import pagesService from "./services/pages.service";
 import rowsService from "./services/rows.service";
@@ -105,7 +106,8 @@ export async function startSluice(config: Config): Promise<Sluice> {
     },
   );
   const slots = connectionSlots(config, database, holderAbsence(broker, database.holder), broker.getLogger("throttle"));
-  gateOperations(config, database, limits);
+  gateOperations(config, database, limits, permitTimings(broker.metrics));
+  registerJobMetrics(broker.metrics);
   const budget = budgetPool(config, database, limits, slots, () => nodesRunning(broker, "throttle"), broker.nodeID);
   const ports = listeningPorts(broker, database);
   const stop = async () => {

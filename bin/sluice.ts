@@ -7,9 +7,11 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const sluice = await startSluice(config);
   const mode = config.transporter ? `distributed over ${config.transporter.join(",")}` : "embedded";
-  console.log(`Sluice ${mode}; node ${config.nodeId} runs ${config.roles.join(", ")}`);
-  if (sluice.apiUrl) console.log(`API and dashboard: ${sluice.apiUrl.replace("127.0.0.1", "localhost")}/`);
-  if (sluice.metricsUrl) console.log(`Prometheus metrics: ${sluice.metricsUrl}`);
+  // Through the logger, so that with LOG_FORMAT=json every line on stdout is JSON.
+  const log = sluice.broker.getLogger("sluice");
+  log.info(`Sluice ${mode}; node ${config.nodeId} runs ${config.roles.join(", ")}`);
+  if (sluice.apiUrl) log.info(`API and dashboard: ${sluice.apiUrl.replace("127.0.0.1", "localhost")}/`);
+  if (sluice.metricsUrl) log.info(`Prometheus metrics: ${sluice.metricsUrl}`);
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
     // npm and a process group can deliver one SIGTERM twice: the second must not cut the

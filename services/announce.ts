@@ -2,10 +2,12 @@
 // fire-and-forget (a node that misses one reads the row), so a broadcast is never awaited; a
 // publish that fails (the transporter reconnecting) is logged here instead of surfacing as an
 // unhandled rejection. The crawl statements are in models/crawls.ts.
+import type { MetricRegistry } from "moleculer";
 import type { Sequelize } from "sequelize";
 import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { crawlJobs, finishIfDone, withCrawlProgress } from "../models/crawls";
 import { presentJob, type JobRow } from "../models/jobs";
+import { jobEnded, runSeconds } from "./metrics";
 
 /** A broker, or an action's context (whose broadcast carries the caller's trace). */
 export type Broadcaster = { broadcast(event: string, payload: unknown): Promise<unknown> } & (
@@ -23,17 +25,27 @@ export function announceJob(via: Broadcaster, job: JobRow | null): void {
   if (job) announce(via, EVENT_JOBS_UPDATED, presentJob(job));
 }
 
-/** finishIfDone, and tells the cluster when it did. */
-export async function finishAndAnnounce(db: Sequelize, via: Broadcaster, crawlId: number): Promise<void> {
+/**
+ * finishIfDone, and tells the cluster when it did. Any node may call it for the same crawl (the
+ * crawler's sweep, the ingestor); only the one whose UPDATE ended the crawl gets its status, so
+ * the crawl's outcome is counted there, once.
+ */
+export async function finishAndAnnounce(db: Sequelize, via: Broadcaster & { metrics: MetricRegistry }, crawlId: number): Promise<void> {
   const status = await finishIfDone(db, crawlId);
   if (status) {
     announce(via, EVENT_CRAWL_FINISHED, { id: crawlId, status });
-    await announceCrawlJobs(db, via, [crawlId]);
+    let job: JobRow | undefined;
+    try {
+      [job] = await announceCrawlJobs(db, via, [crawlId]);
+    } finally {
+      jobEnded(via.metrics, "crawl", status === "succeeded" ? "succeeded" : "failed", job ? runSeconds(job) : null);
+    }
   }
 }
 
-/** Sends the jobs.updated event of these crawls' jobs. */
-export async function announceCrawlJobs(db: Sequelize, via: Broadcaster, crawlIds: number[]): Promise<void> {
+/** Sends the jobs.updated event of these crawls' jobs; answers their rows. */
+export async function announceCrawlJobs(db: Sequelize, via: Broadcaster, crawlIds: number[]): Promise<JobRow[]> {
   const rows = await crawlJobs(db, crawlIds);
   for (const view of await withCrawlProgress(db, rows.map(presentJob))) announce(via, EVENT_JOBS_UPDATED, view);
+  return rows;
 }

@@ -10,6 +10,10 @@ export const ACTION_ACCESS: Record<string, Access> = {
   "api.events": "read",
   "api.nodes": "read",
   "api.whoami": "read",
+  // The API's description and its page are reads like any other (docs/security.md): only health
+  // and readiness answer without a token.
+  "api.openapi": "read",
+  "api.docs": "read",
   "crawls.create": "write",
   "crawls.list": "read",
   "crawls.get": "read",
@@ -138,6 +142,8 @@ export function routeSpecs(bodyLimitBytes: number): RouteSpec[] {
         "GET events": "api.events",
         "GET nodes": "api.nodes",
         "GET whoami": "api.whoami",
+        "GET openapi.json": "api.openapi",
+        "GET docs": "api.docs",
         // Before rows/:id would be; rows has no per-row route.
         "GET rows/count": "rows.count",
         "GET rows": "rows.list",

@@ -1,6 +1,7 @@
 // The HTTP gateway: REST under /api, the dashboard at /, health and readiness. Every error
 // leaves as { error: { code, message, details? } } (lib/api/http-error.ts).
 import type { IncomingMessage, ServerResponse } from "node:http";
+import fs from "node:fs";
 import path from "node:path";
 import ApiGateway from "moleculer-web";
 import type { Context, ServiceSchema } from "moleculer";
@@ -8,7 +9,7 @@ import IORedis from "ioredis";
 import { ValidationError } from "../lib/platform/errors";
 import { toHttpError } from "../lib/api/http-error";
 import { findNul, type Caller } from "../lib/api/request-guard";
-import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest, type StreamHandlers } from "./api-guard";
+import { BODY_METHODS, hasBody, requestGuard, type GuardedRequest, type PublicFiles, type StreamHandlers } from "./api-guard";
 import { importUploadHandler } from "./import-upload";
 import { ACTION_ACCESS, routeSpecs } from "./api-routes";
 import { holdersOf } from "../lib/throttle/leased-slots";
@@ -17,6 +18,7 @@ import type { HttpMeta, Runtime } from "../lib/contracts";
 import type { BodyMeta } from "./inserts.service";
 import { EventFanout } from "./api-events";
 import { describeNode, RELAYED_EVENTS, serveVendor, type ClusterNode } from "./console-support";
+import { docsAssetHeaders, docsPageHeaders, DOCS_PAGE, openApiDocument, serveDocsVendor } from "./api-docs";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
 // A connection that sends nothing for this long is closed (an upload that stalled, say).
@@ -60,6 +62,8 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
   // Filled in created(), once the broker exists (the guards hold this object).
   const streams: StreamHandlers = {};
   let statsTimer: NodeJS.Timeout | null = null;
+  // The console's vendor modules and the docs page's.
+  const publicFiles: PublicFiles = (req, res, url) => serveDocsVendor(req, res, url) || serveVendor(req, res, url);
 
   return {
     name: "api",
@@ -76,6 +80,11 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
     settings: {
       port: config.port,
       ip: "0.0.0.0",
+      // Requests are logged at debug (their params at trace): LOG_LEVEL=info logs no line per request.
+      logRequest: "debug",
+      logResponse: "debug",
+      logRequestParams: "trace",
+      logResponseData: null,
       routes: routeSpecs(config.apiBodyLimitBytes).map((spec) => ({
         path: spec.path,
         mappingPolicy: "restrict",
@@ -83,7 +92,7 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
         aliases: spec.aliases,
         // The guard reads bodies itself, after it has checked the token.
         bodyParsers: false,
-        use: [requestGuard(spec, tokens, config.apiCorsOrigins, streams, serveVendor)],
+        use: [requestGuard(spec, tokens, config.apiCorsOrigins, streams, publicFiles)],
         onBeforeCall(ctx: Context<unknown, BodyMeta & CallerMeta>, route: unknown, req: GatewayRequest) {
           ctx.meta.caller = req.$caller ?? "anonymous";
           if (spec.numericPathParams) numericPathParams(req);
@@ -93,7 +102,7 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
           if (field !== null) throw new ValidationError(field, `"${field}" must not contain a NUL character`);
         },
       })),
-      assets: { folder: path.join(__dirname, "..", "public") },
+      assets: { folder: path.join(__dirname, "..", "public"), options: { setHeaders: docsAssetHeaders } },
       onError(this: { logger: { error(...a: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: unknown) {
         const { status, body } = toHttpError(err);
         if (status >= 500) this.logger.error(`${req.method} ${req.url} failed`, err);
@@ -127,6 +136,18 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
       whoami(ctx: Context<unknown, CallerMeta>) {
         const caller = ctx.meta.caller ?? "anonymous";
         return { caller, canWrite: tokens.write === null || caller === "writer" };
+      },
+
+      /** GET /api/openapi.json: built from the routes and the actions the registry holds now (services/api-docs.ts). */
+      openapi() {
+        return openApiDocument(config, this.broker.registry.getActionList({}));
+      },
+
+      /** GET /api/docs: the page that renders it (also served, without a token, at /docs/). */
+      async docs(ctx: Context<unknown, HttpMeta & { $responseType?: string }>) {
+        ctx.meta.$responseType = "text/html; charset=utf-8";
+        ctx.meta.$responseHeaders = docsPageHeaders();
+        return fs.promises.readFile(DOCS_PAGE);
       },
 
       health() {

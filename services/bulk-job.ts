@@ -3,6 +3,7 @@
 // claim) rolls the whole transaction back, and so does Postgres when the node dies: the table
 // gets all of a job's rows or none. Used by the job runner (channel) and by the blocking
 // /api/inserts/sync. What each kind loads is its JobWork (insertWork here, importWork).
+import type { Logger, MetricRegistry } from "moleculer";
 import type { Sequelize, Transaction } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
 import { JobStoppedError, NotQueuedError, PermanentJobError } from "../lib/platform/errors";
@@ -16,6 +17,8 @@ import { dropStaging } from "../models/imports";
 import { inSlowLane } from "../lib/platform/db";
 import type { CopyIn } from "../lib/platform/bulk-copy";
 import { importWork, type ImportDeps } from "./import-job";
+import { jobEnded, type JobOutcome } from "./metrics";
+import { boundLogger, LogFields } from "../moleculer.config";
 
 export interface BulkJobDeps {
   db: Sequelize;
@@ -30,6 +33,10 @@ export interface BulkJobDeps {
   keepAlive?(): void;
   /** Whether a stopping node may hand the job back to the queue (not a blocking job: its caller waits). */
   canHandBack?: boolean;
+  /** Where each attempt's outcome is counted (services/metrics.ts). */
+  metrics?: MetricRegistry;
+  /** The runner's logger; a job logs only through jobLogger(logger, job). Without one, the job logs nothing. */
+  logger?: Logger;
 }
 
 /** A progress event between status changes (not stored on every batch: on every heartbeat). */
@@ -46,6 +53,14 @@ export interface ProgressUpdate {
 const RETRY_BACKOFF_MAX_MS = 30_000;
 // Progress events are spaced at least this far apart, however small the batches.
 const PROGRESS_EVENT_MS = 250;
+
+const SILENT: Logger = { fatal() {}, error() {}, warn() {}, info() {}, debug() {}, trace() {} };
+
+/** A job's logger: its every line carries `jobId` and `jobKind` (in text, a `[job 12 insert]` prefix). */
+export function jobLogger(logger: Logger | undefined, job: Pick<JobRow, "id" | "kind">): Logger {
+  if (!logger) return SILENT;
+  return boundLogger(logger, new LogFields({ jobId: job.id, jobKind: job.kind }, `[job ${job.id} ${job.kind}]`));
+}
 
 /**
  * Runs job `id` on this node, registered in `active` while it runs so that a stop request can
@@ -108,6 +123,8 @@ export interface WorkIO {
   /** Reports progress (`done` in the job's unit, with any detail), sent out at most every 250 ms. */
   progress(done: number, detail?: Record<string, unknown>): void;
   signal: AbortSignal;
+  /** The job's logger (jobLogger): what the work logs carries the job's id and kind. */
+  log: Logger;
 }
 
 /** The rows one kind of bulk job loads, inside `t`. Answers its done count and result. */
@@ -150,8 +167,14 @@ const WORK: Record<string, JobWork> = { insert: insertWork, import: importWork }
 export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSignal): Promise<JobRow | null> {
   const { db, settings } = deps;
   const { job, exhausted } = await claimJob(db, id, deps.nodeId, staleAfterMs(settings), settings.maxAttempts);
-  if (exhausted) deps.announce(exhausted);
+  if (exhausted) {
+    jobLogger(deps.logger, exhausted).warn(`failed: ${exhausted.error}`);
+    deps.announce(exhausted);
+    if (deps.metrics) jobEnded(deps.metrics, exhausted.kind, "failed", null);
+  }
   if (!job) return null;
+  const log = jobLogger(deps.logger, job);
+  log.info(`started: attempt ${job.attempts} of ${settings.maxAttempts}`);
   deps.announce(job);
   const claim: Claim = { id, nodeId: deps.nodeId, attempt: job.attempts };
   const work = WORK[job.kind]!;
@@ -174,9 +197,12 @@ export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSig
       .finally(() => (beating = null));
   }, settings.heartbeatMs);
 
-  // A final status: the job's record goes out, and an import's staging goes (or the sweep drops it).
-  const ended = async (row: JobRow | null) => {
+  // The attempt's end, counted once (`row` is null unless this node's write made it), its record
+  // goes out, and a finished import's staging goes (or the sweep drops it).
+  const attemptEnded = (outcome: JobOutcome) => deps.metrics && jobEnded(deps.metrics, job.kind, outcome, (Date.now() - started) / 1000);
+  const ended = async (row: JobRow | null, outcome: JobOutcome) => {
     if (!row) return;
+    attemptEnded(outcome);
     deps.announce(row);
     if (row.kind === "import" && row.status !== "pending") await dropStaging(db, id).catch(() => {});
   };
@@ -202,6 +228,7 @@ export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSig
       });
     },
     signal,
+    log,
   };
   try {
     // The transaction holds its connection throughout: the slow lane leaves one for quick reads.
@@ -223,27 +250,35 @@ export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSig
         return row;
       }),
     );
+    log.info(`succeeded: ${done} rows in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    attemptEnded("succeeded");
     deps.announce(finished);
     return finished;
   } catch (err) {
     // Rolled back. A stop ends the job cancelled (the stop request may have marked it already).
     if (err instanceof JobStoppedError && err.reason === "stopped") {
+      log.info("cancelled: stopped by request, rolled back");
       const row = await finishClaim(db, claim, { status: "cancelled", done: 0, error: "stopped by request" }).catch(() => null);
-      await ended(row);
+      await ended(row, "cancelled");
       return row;
     }
-    if (err instanceof JobStoppedError && err.reason === "claim lost") return null;
+    if (err instanceof JobStoppedError && err.reason === "claim lost") {
+      log.warn("claim lost (stopped, or taken over after missed heartbeats): rolled back");
+      return null;
+    }
     if (err instanceof JobStoppedError && !deps.canHandBack) {
+      log.warn("failed: the node stopped during the job, rolled back");
       const row = await finishClaim(db, claim, { status: "failed", done: 0, error: "the node stopped during the job" }).catch(() => null);
-      await ended(row);
+      await ended(row, "failed");
       return row;
     }
     if (err instanceof JobStoppedError) {
       // This node is stopping: the job goes back to the queue, and the attempt does not count.
+      log.info("handed back to the queue: this node is stopping, rolled back");
       const row = await finishClaim(db, claim, { status: "pending", done: 0, error: "handed back by a stopping node", refund: true }).catch(
         () => null,
       );
-      await ended(row);
+      await ended(row, "handed_back");
       throw err;
     }
     const message = (err as Error).message;
@@ -252,10 +287,15 @@ export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSig
     // If this write fails too (the database is down), the reaper finds the job: its heartbeat
     // stops, and its node no longer runs it.
     const row = await finishClaim(db, claim, { status: last ? "failed" : "pending", done: 0, error: message }).catch(() => null);
-    await ended(row);
-    if (last) return row;
+    await ended(row, last ? "failed" : "retried");
+    if (last) {
+      log.error(`failed on attempt ${claim.attempt} of ${settings.maxAttempts}, rolled back:`, err);
+      return row;
+    }
     // Back off before the message is handed back: an immediate redelivery would find the same fault.
-    await new Promise((r) => setTimeout(r, Math.min(RETRY_BACKOFF_MAX_MS, settings.heartbeatMs * 2 ** claim.attempt)));
+    const backoffMs = Math.min(RETRY_BACKOFF_MAX_MS, settings.heartbeatMs * 2 ** claim.attempt);
+    log.warn(`attempt ${claim.attempt} of ${settings.maxAttempts} failed, rolled back; retrying in ${backoffMs / 1000} s:`, err);
+    await new Promise((r) => setTimeout(r, backoffMs));
     throw err;
   } finally {
     clearInterval(heartbeat);

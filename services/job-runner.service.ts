@@ -70,7 +70,17 @@ export default function jobRunnerService({ db, config, jobPermits, activeJobs, c
 
     methods: {
       run(id: number, keepAlive: () => void) {
-        const deps = { db, nodeId: this.broker.nodeID, settings: config.jobs, copyIn, imports, keepAlive, canHandBack: true };
+        const deps = {
+          db,
+          nodeId: this.broker.nodeID,
+          settings: config.jobs,
+          copyIn,
+          imports,
+          keepAlive,
+          canHandBack: true,
+          logger: this.logger,
+          metrics: this.broker.metrics,
+        };
         return runRegistered(deps, id, activeJobs, (view) => announce(this.broker, EVENT_JOBS_UPDATED, view));
       },
     },

@@ -5,7 +5,7 @@
 import type { ServiceSchema } from "moleculer";
 import { initialState, onSuccess, onThrottle } from "../lib/throttle/adaptive-rate";
 import { localAdaptiveStore, redisAdaptiveStore, type AdaptiveStore } from "../lib/throttle/adaptive-store";
-import { CHANNEL_IDS, EVENT_QUARTER } from "../lib/platform/names";
+import { CHANNEL_IDS, EVENT_QUARTER, METRIC_UPSTREAM_SECONDS } from "../lib/platform/names";
 import { QUARTER_MINUTES } from "../lib/scheduling/minute-planner";
 import { realClock, sendSpread } from "../lib/scheduling/spread";
 import { backoffMs, fetchProfile, upstreamUrlFor, type UpstreamOutcome } from "../lib/scheduling/upstream";
@@ -16,6 +16,7 @@ import { ThrottleMixin } from "../mixins/throttle.mixin";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
 import { announce, announceJob } from "./announce";
+import { jobEnded, runSeconds, timed, UPSTREAM_DURATION } from "./metrics";
 
 // The most ids one minute dispatches; the rest stay planned and go out in the next minutes.
 const DISPATCH_MAX_PER_MINUTE = 200_000;
@@ -140,7 +141,7 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
           }
           if (last.kind === "ok") {
             await upsertUser(db, msg.externalId, last.profile);
-            announceJob(this.broker, await settleSlot(db, msg.taskId, msg.externalId, { ok: true }));
+            await this.settle(msg, { ok: true });
             return;
           }
           error = last.error;
@@ -150,17 +151,22 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
             await new Promise((r) => setTimeout(r, wait));
           }
         }
-        announceJob(
-          this.broker,
-          await settleSlot(db, msg.taskId, msg.externalId, { ok: false, error: `${error} (after ${s.upstreamMaxAttempts} attempts)` }),
-        );
+        await this.settle(msg, { ok: false, error: `${error} (after ${s.upstreamMaxAttempts} attempts)` });
+      },
+
+      async settle(msg: IdMessage, outcome: { ok: true } | { ok: false; error: string }) {
+        const job = await settleSlot(db, msg.taskId, msg.externalId, outcome);
+        // Only the settle that ended the task answers it succeeded or failed (a task cancelled
+        // before comes back "cancelled" on every settle): its outcome is counted here, once.
+        if (job?.status === "succeeded" || job?.status === "failed") jobEnded(this.broker.metrics, job.kind, job.status, runSeconds(job));
+        announceJob(this.broker, job);
       },
 
       /** One call under the upstream's limit: known (cluster-wide), adaptive, or none. */
       async callUpstream(externalId: number): Promise<UpstreamOutcome | Deferred> {
         if (!s.upstreamUrl) return { kind: "ok", profile: { id: externalId } };
         const url = upstreamUrlFor(s.upstreamUrl, externalId);
-        const call = () => fetchProfile(url, s.upstreamTimeoutMs);
+        const call = () => timed(this.broker.metrics, METRIC_UPSTREAM_SECONDS, () => fetchProfile(url, s.upstreamTimeoutMs));
         if (s.upstreamRate === null) return call();
         if (s.upstreamRate !== "auto") {
           return this.limiterFor(resource, { maxConcurrent: null, rate: s.upstreamRate }).schedule(call);
@@ -188,6 +194,10 @@ export default function schedulerService(rt: Runtime): ServiceSchema {
         }
         return outcome;
       },
+    },
+
+    created() {
+      this.broker.metrics.register(UPSTREAM_DURATION);
     },
 
     started() {

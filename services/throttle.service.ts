@@ -8,7 +8,7 @@ import { holdersOf, type HolderView } from "../lib/throttle/leased-slots";
 import type { SemaphoreStats } from "../lib/throttle/semaphore";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
-import { EVENT_THROTTLE_CHANGED } from "../lib/platform/names";
+import { EVENT_THROTTLE_CHANGED, METRIC_NODE_ROLE } from "../lib/platform/names";
 
 export const METRICS_INTERVAL_MS = 1_000;
 const MAX_CONCURRENT_LIMIT = 10_000;
@@ -214,9 +214,17 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
         description: "Slots this node took back from holders that stopped renewing",
         labelNames: ["resource"],
       });
+      // Every node runs this service: each role it runs is a series (the no-scheduler alert reads them).
+      this.broker.metrics.register({
+        type: "gauge",
+        name: METRIC_NODE_ROLE,
+        description: "1 for each role this node runs",
+        labelNames: ["role"],
+      });
     },
 
     started() {
+      for (const role of config.roles) this.broker.metrics.set(METRIC_NODE_ROLE, 1, { role });
       rebalance();
       timer = setInterval(() => {
         const s = snapshot(this.broker.nodeID);
@@ -231,7 +239,9 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
           set("sluice.throttle.queued", l.resource, l.queued);
           set("sluice.throttle.fallback", l.resource, l.fallback ? 1 : 0);
           const delta = l.reclaimed - (reported.get(l.resource) ?? 0);
-          if (delta > 0) this.broker.metrics.increment("sluice.throttle.reclaimed", { resource: l.resource }, delta);
+          // A resource's counter starts at 0 (so it is exported, and rate() sees its first reclaim).
+          if (delta > 0 || !reported.has(l.resource))
+            this.broker.metrics.increment("sluice.throttle.reclaimed", { resource: l.resource }, delta);
           reported.set(l.resource, l.reclaimed);
         }
       }, METRICS_INTERVAL_MS);

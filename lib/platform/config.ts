@@ -1,6 +1,7 @@
 // The only reader of process.env: named defaults, the settings' shapes, and loadConfig, one
 // small reader per section. Everything is validated at boot so that a typo fails the process
 // with the variable's name instead of surfacing later as odd behaviour (parsers: env-values.ts).
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Rate } from "../throttle/rate";
@@ -14,6 +15,9 @@ export type Role = (typeof ROLES)[number];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+const LOG_FORMATS = ["json", "text"] as const;
+/** json: one JSON object a line (Pino), for a log system; text: Moleculer's short lines, for a person. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 // Named defaults, each with its unit.
 export const DEFAULT_PORT = 3000;
@@ -129,6 +133,7 @@ export interface Config {
   throttleLeaseMs: number;
   apiBodyLimitBytes: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   dataDir: string;
   db: DbSettings;
   crawl: CrawlSettings;
@@ -146,11 +151,12 @@ export interface ImportSettings {
 
 export const DEFAULT_IMPORT_MAX_BYTES = 10 * 1024 ** 3;
 
-export function loadConfig(env: Env = process.env): Config {
+/** `stdoutIsTTY` picks LOG_FORMAT's default: text for a person at a terminal, json for anything else. */
+export function loadConfig(env: Env = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)): Config {
   const r = new EnvReader(env);
   return {
     transporter: transporter(r),
-    databaseUrl: r.url("DATABASE_URL", ["postgres:", "postgresql:"]),
+    databaseUrl: databaseUrl(r),
     redisUrl: r.url("REDIS_URL", ["redis:", "rediss:"]),
     roles: roles(r),
     nodeId: r.read("NODE_ID") ?? `${os.hostname()}-${process.pid}`,
@@ -161,6 +167,7 @@ export function loadConfig(env: Env = process.env): Config {
     throttleLeaseMs: r.int("THROTTLE_LEASE_MS", DEFAULT_THROTTLE_LEASE_MS, 1_000, 600_000),
     apiBodyLimitBytes: r.int("API_BODY_LIMIT_BYTES", DEFAULT_API_BODY_LIMIT_BYTES, 1024, 64 * 1024 * 1024),
     logLevel: logLevel(r),
+    logFormat: logFormat(r, stdoutIsTTY),
     dataDir: path.resolve(r.read("DATA_DIR") ?? "data"),
     db: dbSettings(r),
     crawl: crawlSettings(r),
@@ -179,6 +186,27 @@ function importSettings(r: EnvReader): ImportSettings {
     }
   }
   return { tables, maxBytes: r.int("IMPORT_MAX_BYTES", DEFAULT_IMPORT_MAX_BYTES, 1, Number.MAX_SAFE_INTEGER) };
+}
+
+/** DATABASE_URL, with the password from DATABASE_PASSWORD_FILE (a Docker or Kubernetes secret) put into it. */
+function databaseUrl(r: EnvReader): string | null {
+  const url = r.url("DATABASE_URL", ["postgres:", "postgresql:"]);
+  const file = r.read("DATABASE_PASSWORD_FILE");
+  if (file === undefined) return url;
+  if (url === null) throw new ConfigError("DATABASE_PASSWORD_FILE", "needs DATABASE_URL, the server the password is for");
+  const parsed = new URL(url);
+  if (parsed.password) throw new ConfigError("DATABASE_PASSWORD_FILE", "DATABASE_URL holds a password already: give it in one place");
+  let password: string;
+  try {
+    // A secret file often ends with a newline that is not part of the password.
+    password = fs.readFileSync(file, "utf8").replace(/\r?\n$/, "");
+  } catch (err) {
+    throw new ConfigError("DATABASE_PASSWORD_FILE", `cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (password === "") throw new ConfigError("DATABASE_PASSWORD_FILE", `"${file}" is empty`);
+  // Encoded whole, so that any character (@, :, /, %) survives the URL.
+  parsed.password = encodeURIComponent(password);
+  return parsed.href;
 }
 
 function transporter(r: EnvReader): string[] | null {
@@ -211,6 +239,14 @@ function logLevel(r: EnvReader): LogLevel {
     throw new ConfigError("LOG_LEVEL", `expected one of ${LOG_LEVELS.join(", ")}, got "${level}"`);
   }
   return level;
+}
+
+function logFormat(r: EnvReader, stdoutIsTTY: boolean): LogFormat {
+  const format = (r.read("LOG_FORMAT") ?? (stdoutIsTTY ? "text" : "json")) as LogFormat;
+  if (!LOG_FORMATS.includes(format)) {
+    throw new ConfigError("LOG_FORMAT", `expected one of ${LOG_FORMATS.join(", ")}, got "${format}"`);
+  }
+  return format;
 }
 
 function apiAccess(r: EnvReader): Pick<Config, "apiToken" | "apiReadToken" | "apiCorsOrigins"> {

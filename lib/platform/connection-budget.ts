@@ -8,7 +8,7 @@ import { Semaphore } from "../throttle/semaphore";
 import type { LimiterHub, LimitSpec } from "../throttle";
 import type { Config } from "./config";
 import { slowPermitsFor, type Database } from "./database";
-import { budgetConnections, CONNECTION_HANDOVER_DELAY_MS, gateConnections } from "./db";
+import { budgetConnections, CONNECTION_HANDOVER_DELAY_MS, gateConnections, type GateObserver } from "./db";
 import { DB_CONNECTIONS_RESOURCE, DB_RESOURCE } from "./names";
 
 type Log = { warn(msg: string): void };
@@ -51,9 +51,10 @@ export function connectionSlots(config: Config, database: Database, absent: (hol
 }
 
 /** With DB_RATE, each operation also takes a slot of the `db` limiter, whose rate spaces operations across the cluster (a batch is one operation). */
-export function gateOperations(config: Config, database: Database, limits: LimiterHub): void {
+export function gateOperations(config: Config, database: Database, limits: LimiterHub, observer?: GateObserver): void {
   const dbRate = config.db.rate;
   gateConnections(database.db, {
+    observer,
     acquire: async (slow) => {
       const lane = slow ? await database.slowGate.acquire() : null;
       let permit: () => void;

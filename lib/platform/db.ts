@@ -1,6 +1,7 @@
 import pg from "pg";
 import { Sequelize } from "sequelize";
 import { AsyncLocalStorage } from "node:async_hooks";
+import { performance } from "node:perf_hooks";
 
 // Work that may hold a connection for long (a job's transaction, maintenance, searches) runs in
 // the slow lane: it takes at most all connections but one, so quick reads never wait behind it.
@@ -50,13 +51,19 @@ interface ConnectionManager {
   destroyConnection(connection: object): Promise<void>;
 }
 
+/** What the bulkhead's permits cost, in seconds: the wait for one, and how long it was held (the metrics). */
+export interface GateObserver {
+  waited(seconds: number, slow: boolean): void;
+  held(seconds: number, slow: boolean): void;
+}
+
 /**
  * Puts the per-node bulkhead in front of every database operation. Every query and every
  * transaction of this Sequelize instance (moleculer-db's included) checks a connection out of
  * the pool; the check-out waits for a permit, and the permit returns with the connection. So
  * nothing reaches Postgres around the throttle, and a transaction holds one permit throughout.
  */
-export function gateConnections(db: Sequelize, gate: { acquire(slow: boolean): Promise<() => void> }): void {
+export function gateConnections(db: Sequelize, gate: { acquire(slow: boolean): Promise<() => void>; observer?: GateObserver }): void {
   const cm = db.connectionManager as unknown as ConnectionManager;
   const permits = new WeakMap<object, () => void>();
   const get = cm.getConnection.bind(cm);
@@ -67,7 +74,15 @@ export function gateConnections(db: Sequelize, gate: { acquire(slow: boolean): P
     permits.delete(connection);
   };
   cm.getConnection = async (options) => {
-    const permit = await gate.acquire(slowLane.getStore() === true);
+    const slow = slowLane.getStore() === true;
+    const asked = performance.now();
+    const granted = await gate.acquire(slow);
+    const got = performance.now();
+    gate.observer?.waited((got - asked) / 1000, slow);
+    const permit = () => {
+      granted();
+      gate.observer?.held((performance.now() - got) / 1000, slow);
+    };
     try {
       const connection = await get(options);
       permits.set(connection, permit);

@@ -24,3 +24,14 @@ export const DB_RESOURCE = "db";
 export const EVENT_QUEUES_CHANGED = "queues.changed";
 /** A limit was changed at runtime (PATCH /api/throttle): { resource, maxConcurrent?, rate? }. */
 export const EVENT_THROTTLE_CHANGED = "throttle.changed";
+
+// Histograms are in seconds and named `_seconds`, as Prometheus has it (Moleculer's reporter turns
+// the dots into underscores). What each measures, its labels and buckets: services/metrics.ts.
+export const METRIC_FETCH_SECONDS = "sluice.fetch.duration.seconds";
+export const METRIC_UPSTREAM_SECONDS = "sluice.upstream.duration.seconds";
+export const METRIC_JOB_SECONDS = "sluice.job.duration.seconds";
+export const METRIC_JOB_OUTCOMES = "sluice.job.outcomes";
+export const METRIC_DB_PERMIT_WAIT_SECONDS = "sluice.db.permit.wait.seconds";
+export const METRIC_DB_PERMIT_HOLD_SECONDS = "sluice.db.permit.hold.seconds";
+/** 1 per role this node runs (SERVICES): which nodes schedule, crawl, ingest or serve the API. */
+export const METRIC_NODE_ROLE = "sluice.node.role";

@@ -1,3 +1,8 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { Sequelize } from "sequelize";
 import { loadConfig, DEFAULT_PORT, DEFAULT_CRAWL_HOST_CONCURRENCY } from "../../lib/platform/config";
 import { ConfigError } from "../../lib/platform/errors";
 
@@ -49,6 +54,7 @@ describe("loadConfig", () => {
     ["PORT", "abc"],
     ["METRICS_PORT", "-1"],
     ["LOG_LEVEL", "loud"],
+    ["LOG_FORMAT", "yaml"],
     ["CRAWL_HOST_RATE", "fast"],
     ["CRAWL_HOST_CONCURRENCY", "0"],
     ["CRAWL_MAX_BYTES", "10000000"],
@@ -68,6 +74,14 @@ describe("loadConfig", () => {
 
   it("treats empty values as unset", () => {
     expect(loadConfig({ DATABASE_URL: "", PORT: " " }).databaseUrl).toBeNull();
+  });
+
+  it("LOG_FORMAT: text on a terminal, json anywhere else, unless set", () => {
+    expect(loadConfig({}, true).logFormat).toBe("text");
+    expect(loadConfig({}, false).logFormat).toBe("json");
+    expect(loadConfig({ LOG_FORMAT: "text" }, false).logFormat).toBe("text");
+    expect(loadConfig({ LOG_FORMAT: "json" }, true).logFormat).toBe("json");
+    expect(() => loadConfig({ LOG_FORMAT: "JSON" })).toThrow('LOG_FORMAT: expected one of json, text, got "JSON"');
   });
 });
 
@@ -134,5 +148,61 @@ describe("loadConfig: the scheduler's settings", () => {
     ["SCHEDULER_MINUTE_MS", "10"],
   ])("names %s when it is bad (%s)", (variable, value) => {
     expect(() => loadConfig({ [variable]: value })).toThrow(new RegExp(`^${variable}:`));
+  });
+});
+
+describe("loadConfig: DATABASE_PASSWORD_FILE", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-config-"));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const secret = (name: string, content: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, content);
+    return file;
+  };
+  const failure = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (err) {
+      return err as ConfigError;
+    }
+    throw new Error("loadConfig accepted it");
+  };
+
+  it("puts the file's password into DATABASE_URL, any character intact and the file's last newline dropped", () => {
+    const password = "p@ss:w/rd%41 #?";
+    const url = loadConfig({
+      DATABASE_URL: "postgres://sluice@postgres:5432/sluice",
+      DATABASE_PASSWORD_FILE: secret("pw", `${password}\n`),
+    }).databaseUrl!;
+    // As pg (the migration, the slot checks) and Sequelize (the pool) read it; neither connects here.
+    const client = new pg.Client({ connectionString: url });
+    expect([client.user, client.password, client.host, client.port, client.database]).toEqual([
+      "sluice",
+      password,
+      "postgres",
+      5432,
+      "sluice",
+    ]);
+    const { username, password: poolPassword, host, database } = new Sequelize(url, { logging: false }).config;
+    expect([username, poolPassword, host, database]).toEqual(["sluice", password, "postgres", "sluice"]);
+  });
+
+  it("leaves DATABASE_URL as it is when unset", () => {
+    expect(loadConfig({ DATABASE_URL: "postgres://u:p@db/x" }).databaseUrl).toBe("postgres://u:p@db/x");
+  });
+
+  it.each([
+    ["without DATABASE_URL", { DATABASE_PASSWORD_FILE: "/run/secrets/x" }, /needs DATABASE_URL/],
+    ["with a password in DATABASE_URL too", { DATABASE_URL: "postgres://u:p@db/x", DATABASE_PASSWORD_FILE: "/x" }, /one place/],
+    ["naming a file that is not there", { DATABASE_URL: "postgres://u@db/x", DATABASE_PASSWORD_FILE: "/nonexistent/pw" }, /ENOENT/],
+  ])("fails at boot %s", (_, env, message) => {
+    const err = failure(env);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.variable).toBe("DATABASE_PASSWORD_FILE");
+    expect(err.message).toMatch(message);
+  });
+
+  it("fails at boot on an empty file", () => {
+    expect(failure({ DATABASE_URL: "postgres://u@db/x", DATABASE_PASSWORD_FILE: secret("empty", "\n") }).message).toMatch(/is empty/);
   });
 });
