@@ -3,7 +3,7 @@
 // its lease expires (its holder died). The ingestor marks a URL stored in the transaction that
 // stores its page.
 import type { Sequelize, Transaction } from "sequelize";
-import { recordHistory, type FetchHistoryRecord } from "./page-fetches";
+import { insertHistoryStatement, type FetchHistoryRecord } from "./page-fetches";
 import { select, selectOne } from "./query";
 import { queuePaused } from "./queues";
 
@@ -108,25 +108,80 @@ export interface SettledFetch {
   rec: FetchRecord;
 }
 
+/** A link found on a page of a crawl, at the depth it would have there. */
+export interface FoundLink {
+  crawlId: number;
+  url: string;
+  depth: number;
+}
+
+/**
+ * The links of a batch, one per crawl and URL at its smallest depth, shallowest first (when
+ * max_pages leaves little room, the links nearest the root take it), in the order found.
+ */
+function foundLinks(items: SettledFetch[]): FoundLink[] {
+  const best = new Map<string, FoundLink>();
+  for (const { lease, rec } of items) {
+    if (rec.linkDepth > lease.maxDepth) continue;
+    for (const url of rec.links) {
+      const key = `${lease.crawlId} ${url}`;
+      const known = best.get(key);
+      if (!known || rec.linkDepth < known.depth) best.set(key, { crawlId: lease.crawlId, url, depth: rec.linkDepth });
+    }
+  }
+  return [...best.values()].sort((x, y) => x.crawlId - y.crawlId || x.depth - y.depth);
+}
+
+/**
+ * Two pieces of one statement over found links bound as three arrays (crawl ids, URLs, depths)
+ * from parameter `first`: `shallower` moves links still queued deeper up to their depth (with
+ * many crawlers, a URL can be found first by a longer path, and its depth decides whether its
+ * links are followed), and `fresh` selects the links the frontier does not hold yet.
+ */
+function linkStatements(first: number): { shallower: string; fresh: string; bind: (found: FoundLink[]) => unknown[] } {
+  const links = `unnest($${first}::int[], $${first + 1}::text[], $${first + 2}::int[])`;
+  return {
+    shallower: `UPDATE crawl_urls u SET depth = l.depth FROM ${links} AS l(crawl_id, url, depth)
+                 WHERE u.crawl_id = l.crawl_id AND u.url = l.url AND u.state = 'queued' AND u.depth > l.depth`,
+    fresh: `SELECT l.crawl_id, l.url, l.depth FROM ${links} WITH ORDINALITY AS l(crawl_id, url, depth, n)
+             WHERE NOT EXISTS (SELECT 1 FROM crawl_urls c WHERE c.crawl_id = l.crawl_id AND c.url = l.url)`,
+    bind: (found) => [found.map((f) => f.crawlId), found.map((f) => f.url), found.map((f) => f.depth)],
+  };
+}
+
 /**
  * Records what fetching leased URLs produced, their history rows, and the new links they found,
  * in one transaction for the whole batch: the frontier never looks empty while a page's links
- * are still unrecorded, and a crawler pays a handful of round trips per batch instead of per
- * URL. Answers, per item, whether this node still held the lease; where it did not (another node
- * took the URL over) the caller drops that result.
+ * are still unrecorded. One statement settles the URLs, writes the history and finds which
+ * links are new; only a crawl with new links is locked and written to (a recrawl, whose links
+ * are all known, costs one statement a batch). Answers, per item, whether this node still held
+ * the lease; where it did not (another node took the URL over) the caller drops that result.
  */
 export async function recordFetches(db: Sequelize, nodeId: string, items: SettledFetch[], leaseMs: number): Promise<boolean[]> {
   if (items.length === 0) return [];
+  const found = foundLinks(items);
+  // Only the history of URLs this node still held (the settled CTE below).
+  const history = insertHistoryStatement(
+    items.flatMap((i) => (i.rec.history ? [i.rec.history] : [])),
+    8,
+    "JOIN settled s ON s.crawl_id = h.crawl_id AND s.url = h.url",
+  );
+  const links = linkStatements(8 + history.bind.length);
   return db.transaction(async (t) => {
-    const settled = await select<{ crawl_id: number; url: string }>(
+    const rows = await select<{ kind: "held" | "fresh"; crawl_id: number; url: string; depth: number | null }>(
       db,
-      `UPDATE crawl_urls u
-          SET state = k.state, reason = k.reason, http_status = k.http_status, updated_at = now(),
-              lease_until = CASE WHEN k.state = 'fetched' THEN now() + make_interval(secs => $2) END,
-              leased_by = CASE WHEN k.state = 'fetched' THEN u.leased_by END
-         FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) AS k(crawl_id, url, state, reason, http_status)
-        WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state = 'fetching' AND u.leased_by = $1
-        RETURNING u.crawl_id, u.url`,
+      `WITH settled AS (
+         UPDATE crawl_urls u
+            SET state = k.state, reason = k.reason, http_status = k.http_status, updated_at = now(),
+                lease_until = CASE WHEN k.state = 'fetched' THEN now() + make_interval(secs => $2) END,
+                leased_by = CASE WHEN k.state = 'fetched' THEN u.leased_by END
+           FROM unnest($3::int[], $4::text[], $5::text[], $6::text[], $7::int[]) AS k(crawl_id, url, state, reason, http_status)
+          WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state = 'fetching' AND u.leased_by = $1
+         RETURNING u.crawl_id, u.url),
+       history AS (${history.sql}),
+       shallower AS (${links.shallower})
+       SELECT 'held' AS kind, crawl_id, url, NULL::int AS depth FROM settled
+       UNION ALL SELECT 'fresh', * FROM (${links.fresh}) fresh`,
       [
         nodeId,
         leaseMs / 1000,
@@ -135,30 +190,27 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
         items.map((i) => i.rec.state),
         items.map((i) => i.rec.reason),
         items.map((i) => i.rec.httpStatus),
+        ...history.bind,
+        ...links.bind(found),
       ],
       t,
     );
     const key = (crawlId: number, url: string) => `${crawlId} ${url}`;
-    const heldKeys = new Set(settled.map((r) => key(r.crawl_id, r.url)));
-    const held = items.filter((i) => heldKeys.has(key(i.lease.crawlId, i.lease.url)));
-    await recordHistory(
-      db,
-      held.flatMap((i) => (i.rec.history ? [i.rec.history] : [])),
-      t,
-    );
-    // One admission per crawl and depth, shallowest first: when max_pages leaves little room,
-    // the links nearest the root take it.
-    const groups = new Map<string, { crawlId: number; depth: number; links: string[] }>();
-    for (const { lease, rec } of held) {
-      if (rec.links.length === 0 || rec.linkDepth > lease.maxDepth) continue;
-      const id = `${lease.crawlId} ${rec.linkDepth}`;
-      const group = groups.get(id) ?? { crawlId: lease.crawlId, depth: rec.linkDepth, links: [] };
-      group.links.push(...rec.links);
-      groups.set(id, group);
+    const heldKeys = new Set(rows.filter((r) => r.kind === "held").map((r) => key(r.crawl_id, r.url)));
+    const held = (i: SettledFetch) => heldKeys.has(key(i.lease.crawlId, i.lease.url));
+    // New links of the URLs still held, found in the order foundLinks put them.
+    const fresh = new Set(rows.filter((r) => r.kind === "fresh").map((r) => key(r.crawl_id, r.url)));
+    const fromHeld = new Set(foundLinks(items.filter(held)).map((f) => key(f.crawlId, f.url)));
+    const admit = found.filter((f) => fresh.has(key(f.crawlId, f.url)) && fromHeld.has(key(f.crawlId, f.url)));
+    for (const crawlId of new Set(admit.map((f) => f.crawlId))) {
+      await insertFreshLinks(
+        db,
+        crawlId,
+        admit.filter((f) => f.crawlId === crawlId),
+        t,
+      );
     }
-    const ordered = [...groups.values()].sort((x, y) => x.crawlId - y.crawlId || x.depth - y.depth);
-    for (const g of ordered) await admitUrls(db, g.crawlId, [...new Set(g.links)], g.depth, t);
-    return items.map((i) => heldKeys.has(key(i.lease.crawlId, i.lease.url)));
+    return items.map(held);
   });
 }
 
@@ -169,36 +221,49 @@ export async function recordFetch(db: Sequelize, lease: LeasedUrl, nodeId: strin
 }
 
 /**
- * Admits URLs to a crawl's frontier at `depth`, up to its max_pages; known ones still queued
- * deeper move up to `depth`. Answers how many were new.
- *
- * The crawl row is locked first, FOR NO KEY UPDATE, which does not block the foreign-key checks
- * of concurrent inserts into pages and crawl_urls (a plain FOR UPDATE serialised every fetch and
- * every ingest batch of a crawl behind one row, measured with bench:crawl's trace). Taken first,
- * it also orders the admitting transactions of one crawl, so two batches that share links never
- * lock those rows in opposite orders, and max_pages holds exactly.
+ * Admits links to their crawls' frontiers (seeds from a sitemap, say), up to max_pages; known
+ * ones still queued deeper move up. Answers how many were new.
  */
-export async function admitUrls(db: Sequelize, crawlId: number, links: string[], depth: number, t: Transaction): Promise<number> {
+export async function admitUrls(db: Sequelize, found: FoundLink[], t: Transaction): Promise<number> {
+  const links = linkStatements(1);
+  const fresh = await select<FoundLink & { crawl_id: number }>(
+    db,
+    `WITH shallower AS (${links.shallower}) ${links.fresh} ORDER BY n`,
+    links.bind(found),
+    t,
+  );
+  let admitted = 0;
+  for (const crawlId of new Set(fresh.map((f) => f.crawl_id))) {
+    const mine = fresh.filter((f) => f.crawl_id === crawlId).map((f) => ({ crawlId, url: f.url, depth: f.depth }));
+    admitted += await insertFreshLinks(db, crawlId, mine, t);
+  }
+  return admitted;
+}
+
+/**
+ * Inserts a crawl's new links, in their order, up to its max_pages, and raises its count by
+ * those. The crawl row is locked first, FOR NO KEY UPDATE (which does not block the foreign-key
+ * checks of concurrent inserts into pages and crawl_urls; a plain FOR UPDATE serialised every
+ * fetch and every ingest batch of a crawl behind one row, measured with bench:crawl's trace).
+ * The insert is a statement of its own after the lock, so its snapshot holds every admission
+ * made before it: links admitted meanwhile are not counted twice, and max_pages holds exactly.
+ * Links still queued deeper were moved up before the lock; every admitting transaction does
+ * that first, so none waits for row locks while it holds the crawl's.
+ */
+async function insertFreshLinks(db: Sequelize, crawlId: number, links: FoundLink[], t: Transaction): Promise<number> {
   const [crawl] = await select<{ room: number }>(
     db,
     `SELECT max_pages - discovered AS room FROM crawls WHERE id = $1 AND status IN ('pending', 'running') FOR NO KEY UPDATE`,
     [crawlId],
     t,
   );
-  if (!crawl) return 0;
-  // One statement after the lock, so its snapshot holds every admission made before: known
-  // links still queued deeper move up to this depth (with many crawlers, a URL can be found
-  // first by a longer path, and its depth decides whether its links are followed), new links go
-  // in up to the room, and the crawl's count rises by those.
+  if (!crawl || crawl.room <= 0) return 0;
   const [row] = await select<{ admitted: number }>(
     db,
-    `WITH shallower AS (
-       UPDATE crawl_urls SET depth = $3
-        WHERE crawl_id = $1 AND url = ANY($2::text[]) AND state = 'queued' AND depth > $3),
-     inserted AS (
+    `WITH inserted AS (
        INSERT INTO crawl_urls (crawl_id, url, depth)
-       SELECT $1, link, $3 FROM unnest($2::text[]) WITH ORDINALITY AS l(link, n)
-        WHERE NOT EXISTS (SELECT 1 FROM crawl_urls WHERE crawl_id = $1 AND url = l.link)
+       SELECT $1, l.url, l.depth FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS l(url, depth, n)
+        WHERE NOT EXISTS (SELECT 1 FROM crawl_urls WHERE crawl_id = $1 AND url = l.url)
         ORDER BY n
         LIMIT $4
        ON CONFLICT DO NOTHING RETURNING url),
@@ -206,7 +271,7 @@ export async function admitUrls(db: Sequelize, crawlId: number, links: string[],
        UPDATE crawls SET discovered = discovered + (SELECT count(*) FROM inserted)
         WHERE id = $1 AND EXISTS (SELECT 1 FROM inserted))
      SELECT count(*)::int AS admitted FROM inserted`,
-    [crawlId, links, depth, Math.max(crawl.room, 0)],
+    [crawlId, links.map((l) => l.url), links.map((l) => l.depth), crawl.room],
     t,
   );
   return row!.admitted;

@@ -38,10 +38,11 @@ const HISTORY_COLUMNS = [
 const HISTORY_TYPES = ["text", "int", "text", "int", "int", "int", "text", "text", "text", "timestamptz"];
 
 /**
- * Inserts history rows in one statement, one array per column. A row already there (a
+ * Inserts history rows in one statement, one array per column from parameter `firstParam`, the
+ * rows named `h` for a `filter` (`WHERE …`, or a join) to keep some. A row already there (a
  * redelivered page message: same URL, same fetch time) is left as it is.
  */
-export function insertHistoryStatement(rows: FetchHistoryRecord[], firstParam = 1): { sql: string; bind: unknown[] } {
+export function insertHistoryStatement(rows: FetchHistoryRecord[], firstParam = 1, filter = ""): { sql: string; bind: unknown[] } {
   const bind = [
     rows.map((r) => r.url),
     rows.map((r) => r.crawlId),
@@ -55,7 +56,8 @@ export function insertHistoryStatement(rows: FetchHistoryRecord[], firstParam = 
     rows.map((r) => r.fetchedAt),
   ];
   const arrays = HISTORY_TYPES.map((type, i) => `$${firstParam + i}::${type}[]`).join(", ");
-  const sql = `INSERT INTO page_fetches (${HISTORY_COLUMNS.join(", ")}) SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING`;
+  const columns = HISTORY_COLUMNS.join(", ");
+  const sql = `INSERT INTO page_fetches (${columns}) SELECT h.* FROM unnest(${arrays}) AS h(${columns}) ${filter} ON CONFLICT DO NOTHING`;
   return { sql, bind };
 }
 

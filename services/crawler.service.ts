@@ -104,6 +104,8 @@ interface CrawlerVars {
   work: Set<Promise<unknown>>;
   /** The URLs this node is crawling, whose leases it renews. */
   leased: Set<LeasedUrl>;
+  /** Fetches waiting for their host's turn, each given up when the node stops. */
+  waiting: Set<() => void>;
   settler: Batcher<Settling>;
 }
 
@@ -157,6 +159,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       this.stopping = false;
       this.work = new Set();
       this.leased = new Set();
+      this.waiting = new Set();
       this.settler = new Batcher({
         maxSize: crawl.nodeConcurrency,
         maxWaitMs: SETTLE_BATCH_WAIT_MS,
@@ -179,6 +182,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
 
     async stopped() {
       this.stopping = true;
+      for (const giveUp of this.waiting) giveUp();
       this.timers.forEach(clearInterval);
       await Promise.allSettled([...this.work]);
       await this.agent.close();
@@ -271,9 +275,19 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         const spec = { maxConcurrent: crawl.hostConcurrency, rate: crawl.hostRate, minSpacingMs: spacingFloorMs };
         const limiter = this.limiterFor(`fetch:${new URL(url).host}`, spec);
         if (limiter.minSpacingMs !== spacingFloorMs) await limiter.update({ minSpacingMs: spacingFloorMs });
-        return limiter.schedule(async () => {
-          // Shutting down: a fetch still waiting for its turn is not started (its URL goes back to the queue).
+        // Shutting down: a fetch still waiting for its turn (a Crawl-delay can make that long) is
+        // given up at once, and its URL goes back to the queue; one already under way finishes.
+        let began = false;
+        let giveUp!: () => void;
+        const stopped = new Promise<never>((_, reject) => {
+          giveUp = () => {
+            if (!began) reject(new NodeStoppingError());
+          };
+        });
+        this.waiting.add(giveUp);
+        const fetched = limiter.schedule(async () => {
           if (this.stopping) throw new NodeStoppingError();
+          began = true;
           const started = performance.now();
           const outcome = await fetchPage(url, {
             timeoutMs: crawl.fetchTimeoutMs,
@@ -286,6 +300,13 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
           observeFetch(this.broker.metrics, url, performance.now() - started);
           return { ...outcome, durationMs: Math.round(performance.now() - started) };
         });
+        // Given up, the fetch's own outcome (NodeStoppingError when its turn comes) goes unheard.
+        fetched.catch(() => {});
+        try {
+          return await Promise.race([fetched, stopped]);
+        } finally {
+          this.waiting.delete(giveUp);
+        }
       },
 
       robotsFor(lease: LeasedUrl) {
@@ -333,7 +354,16 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         };
         const found = await collectSitemapUrls(starts, read, { maxUrls: MAX_SITEMAP_URLS });
         const urls = found.urls.filter((u) => u.length <= MAX_URL_LENGTH && sameOrigin(u, lease.rootUrl) && u !== lease.url);
-        const admitted = urls.length === 0 ? 0 : await db.transaction((t) => admitUrls(db, lease.crawlId, urls, 0, t));
+        const admitted =
+          urls.length === 0
+            ? 0
+            : await db.transaction((t) =>
+                admitUrls(
+                  db,
+                  urls.map((url) => ({ crawlId: lease.crawlId, url, depth: 0 })),
+                  t,
+                ),
+              );
         for (const error of found.errors) this.logger.warn(`Crawl ${lease.crawlId}: sitemap ${error}`);
         this.logger.info(`Crawl ${lease.crawlId}: ${found.read} sitemap(s) read, ${urls.length} page(s) listed, ${admitted} admitted`);
       },
