@@ -8,12 +8,12 @@ import { Boot } from "./lib/platform/boot";
 import type { Config, Role } from "./lib/platform/config";
 import { budgetPool, connectionSlots, gateOperations, type PoolBudget } from "./lib/platform/connection-budget";
 import { openDatabase, type Database } from "./lib/platform/database";
-import { holderAbsence, nodesSharing } from "./lib/platform/membership";
+import { budgetMembers, holderAbsence, nodesSharing } from "./lib/platform/membership";
 import { migrate } from "./lib/platform/migrate";
 import { copyInFor } from "./lib/platform/bulk-copy";
 import { LimiterHub } from "./lib/throttle";
 import type { Semaphore } from "./lib/throttle/semaphore";
-import { brokerOptions, nodesRunning } from "./moleculer.config";
+import { brokerOptions } from "./moleculer.config";
 import apiService from "./services/api.service";
 import backlogService from "./services/backlog.service";
 import crawlerService from "./services/crawler.service";
@@ -108,7 +108,7 @@ export async function startSluice(config: Config): Promise<Sluice> {
   const slots = connectionSlots(config, database, holderAbsence(broker, database.holder), broker.getLogger("throttle"));
   gateOperations(config, database, limits, permitTimings(broker.metrics));
   registerJobMetrics(broker.metrics);
-  const budget = budgetPool(config, database, limits, slots, () => nodesRunning(broker, "throttle"), broker.nodeID);
+  const budget = budgetPool(config, database, limits, slots, budgetMembers(broker), broker.nodeID);
   const ports = listeningPorts(broker, database);
   const stop = async () => {
     await broker.stop();

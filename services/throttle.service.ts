@@ -71,8 +71,15 @@ export default function throttleService({ config, dbGate, limits, rebalance }: R
     name: "throttle",
 
     events: {
-      // Membership changed: every node recomputes its share of DB_BUDGET.
+      // Membership changed (a node joined, even one still booting, or left): every node
+      // recomputes its share of DB_BUDGET.
       "$services.changed"() {
+        rebalance();
+      },
+      "$node.connected"() {
+        rebalance();
+      },
+      "$node.disconnected"() {
         rebalance();
       },
 

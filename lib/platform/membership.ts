@@ -19,6 +19,22 @@ export function holderAbsence(broker: ServiceBroker, ownHolder: string): (holder
 }
 
 /**
+ * The nodes that share the connection budget: every available Sluice node (its metadata names
+ * its lease holder) from the moment it joins, not once its services have started. A node still
+ * booting needs its share already: its migration waits for a connection slot, and the nodes
+ * running before it give slots up only when they count it. Counted by its services instead, it
+ * could wait as long as they stayed busy (seen: a minute, and more, under steady load).
+ */
+export function budgetMembers(broker: ServiceBroker): () => string[] {
+  return () =>
+    broker.registry.nodes
+      .toArray()
+      .filter((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder !== undefined)
+      .map((n) => n.id)
+      .sort();
+}
+
+/**
  * How many nodes share a resource's limits (for the local fallback share): the crawlers share
  * the per-host limits; every node shares the database's.
  */
