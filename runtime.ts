@@ -110,10 +110,13 @@ export async function startSluice(config: Config): Promise<Sluice> {
   registerJobMetrics(broker.metrics);
   const budget = budgetPool(config, database, limits, slots, budgetMembers(broker), broker.nodeID);
   const ports = listeningPorts(broker, database);
-  const stop = async () => {
-    await broker.stop();
-    await closeResources();
-  };
+  // Idempotent: a second stop (a second signal, a test's finally) waits for the first.
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await broker.stop();
+      await closeResources();
+    })());
   try {
     createServices(broker, config.roles, {
       config,

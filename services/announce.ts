@@ -9,9 +9,10 @@ import { crawlJobs, finishIfDone, withCrawlProgress } from "../models/crawls";
 import { presentJob, type JobRow } from "../models/jobs";
 import { jobEnded, runSeconds } from "./metrics";
 
+type Warns = { warn(...args: unknown[]): void };
 /** A broker, or an action's context (whose broadcast carries the caller's trace). */
 export type Broadcaster = { broadcast(event: string, payload: unknown): Promise<unknown> } & (
-  { logger: { warn(...args: unknown[]): void } } | { broker: { logger: { warn(...args: unknown[]): void } } }
+  { logger: Warns; metrics: MetricRegistry } | { broker: { logger: Warns; metrics: MetricRegistry } }
 );
 
 export function announce(via: Broadcaster, event: string, payload: unknown): void {
@@ -23,6 +24,20 @@ export function announce(via: Broadcaster, event: string, payload: unknown): voi
 /** The jobs.updated event of a job row; nothing for null (a write that changed no job). */
 export function announceJob(via: Broadcaster, job: JobRow | null): void {
   if (job) announce(via, EVENT_JOBS_UPDATED, presentJob(job));
+}
+
+/**
+ * The jobs.updated event of a write that ended the job's attempt on this node outside its runner
+ * (a pending job cancelled, a dead node's job reaped, a job that could not be queued, an upload
+ * that failed), with its outcome counted: each such write is made once, so it counts once.
+ */
+export function announceEnded(via: Broadcaster, job: JobRow | null): void {
+  if (!job) return;
+  announceJob(via, job);
+  const metrics = "broker" in via ? via.broker.metrics : via.metrics;
+  if (job.status === "pending") jobEnded(metrics, job.kind, "retried", null);
+  else if (job.status === "succeeded" || job.status === "failed" || job.status === "cancelled")
+    jobEnded(metrics, job.kind, job.status, runSeconds(job));
 }
 
 /**

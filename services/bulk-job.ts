@@ -8,7 +8,7 @@ import type { Sequelize, Transaction } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
 import { JobStoppedError, NotQueuedError, PermanentJobError } from "../lib/platform/errors";
 import { CHANNEL_JOBS } from "../lib/platform/names";
-import { announceJob, type Broadcaster } from "./announce";
+import { announceEnded, type Broadcaster } from "./announce";
 import { batchSizes, randomRowsCopyText } from "../lib/loading/random-rows";
 import type { ActiveJob } from "../lib/contracts";
 import { beat, claimJob, finishClaim, finishPendingJob, presentJob, type Claim, type JobRow, type JobView } from "../models/jobs";
@@ -107,7 +107,7 @@ export async function queueBulkJob(db: Sequelize, via: JobQueuer, job: JobRow): 
   try {
     await via.sendToChannel(CHANNEL_JOBS, { id: job.id });
   } catch (err) {
-    announceJob(via, await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`));
+    announceEnded(via, await finishPendingJob(db, job.id, `could not be queued: ${(err as Error).message}`));
     if (job.kind === "import") await dropStaging(db, job.id).catch(() => {});
     throw new NotQueuedError(`job ${job.id} could not be queued (it is marked failed); nothing was loaded`, { id: job.id });
   }

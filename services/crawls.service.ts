@@ -18,6 +18,7 @@ import {
 } from "../models/crawls";
 import { listFailures } from "../models/frontier";
 import { announce, announceCrawlJobs, announceJob } from "./announce";
+import { jobEnded, runSeconds } from "./metrics";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const DEFAULT_MAX_PAGES = 1000;
@@ -191,7 +192,13 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
           const cancelled = await cancelCrawl(db, ctx.params.id);
           if (cancelled) {
             // Not awaited: the cancel is committed; the event is news, and a reader sees the row.
-            void announceCrawlJobs(db, this.broker, [cancelled.id]).catch(() => {});
+            // The outcome is counted here, where the one UPDATE that cancelled it ran.
+            void announceCrawlJobs(db, this.broker, [cancelled.id])
+              .then(
+                ([job]) => job ?? null,
+                () => null,
+              )
+              .then((job) => jobEnded(this.broker.metrics, "crawl", "cancelled", job ? runSeconds(job) : null));
             return view(cancelled);
           }
           const crawl = await getCrawl(db, ctx.params.id);

@@ -60,7 +60,13 @@ export default function insertsService({ db, config, activeJobs, copyIn }: Runti
           const broadcast = (view: object) => announce(ctx, EVENT_JOBS_UPDATED, view);
           broadcast(presentJob(job));
           // One attempt: the caller is waiting, and hears of a failure at once.
-          const deps = { db, nodeId: this.broker.nodeID, settings: { ...config.jobs, maxAttempts: 1 }, copyIn };
+          const deps = {
+            db,
+            nodeId: this.broker.nodeID,
+            settings: { ...config.jobs, maxAttempts: 1 },
+            copyIn,
+            metrics: this.broker.metrics,
+          };
           const finished = await runRegistered(deps, job.id, activeJobs, broadcast);
           // Null when a stop came before the claim: the record says what happened.
           return presentJob(finished ?? (await getJob(db, job.id)) ?? job);

@@ -15,7 +15,7 @@ import { claimMaintenance } from "../models/maintenance";
 import { maintainFetchPartitions } from "../models/page-fetches";
 import { inSlowLane } from "../lib/platform/db";
 import type { Runtime } from "../lib/contracts";
-import { announce, announceJob } from "./announce";
+import { announce, announceEnded, announceJob } from "./announce";
 
 // How often each api node offers to run the maintenance; one of them runs it per period.
 export const MAINTENANCE_PERIOD_MS = 60_000;
@@ -165,7 +165,7 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
         }
         // Uploads whose node died mid-way end failed; staging no job needs goes (after retention, too).
         const imports = await sweepImports(db, UPLOAD_GRACE_MS);
-        for (const id of imports.failed) announceJob(this.broker, await getJob(db, id));
+        for (const id of imports.failed) announceEnded(this.broker, await getJob(db, id));
         if (imports.failed.length + imports.dropped > 0) {
           this.logger.info(`Imports: ${imports.failed.length} interrupted upload(s) failed, ${imports.dropped} staging table(s) dropped`);
         }

@@ -4,7 +4,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { ConflictError, NotFoundError } from "../lib/platform/errors";
 import { CHANNEL_JOBS } from "../lib/platform/names";
 import { intIdParam, isoTimeParam, pageOf, paginationParams, parseTime } from "../lib/api/params";
-import { staleAfterMs } from "./bulk-job";
+import { jobLogger, staleAfterMs } from "./bulk-job";
 import { withCrawlProgress } from "../models/crawls";
 import {
   cancelJob,
@@ -26,7 +26,7 @@ import {
 } from "../models/jobs";
 import { nodesRunning } from "../moleculer.config";
 import type { Runtime } from "../lib/contracts";
-import { announceJob } from "./announce";
+import { announceEnded } from "./announce";
 import { dropStaging } from "../models/imports";
 
 // The longest search text a job list takes.
@@ -116,7 +116,7 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
           if (cancelled) {
             // A staged upload that will never load goes now (an upload still running rolls back by itself).
             if (cancelled.kind === "import") await dropStaging(db, cancelled.id).catch(() => {});
-            announceJob(ctx, cancelled);
+            announceEnded(ctx, cancelled);
             return presentJob(cancelled);
           }
           const job = await getJob(db, ctx.params.id);
@@ -150,8 +150,8 @@ export default function jobsService({ db, config, activeJobs }: Runtime): Servic
               .catch(() => true);
           };
           for (const job of await reapJobs(db, staleMs, config.jobs.maxAttempts, stillRunning)) {
-            this.logger.warn(`Job ${job.id}: ${job.error}`);
-            announceJob(this.broker, job);
+            jobLogger(this.logger, job).warn(job.error ?? "reaped");
+            announceEnded(this.broker, job);
             if (job.status === "pending") await this.broker.sendToChannel(CHANNEL_JOBS, { id: job.id }).catch(() => {});
           }
           if (Date.now() - lastResendCheck >= resendCheckMs) {

@@ -6,7 +6,7 @@ import { Umzug } from "umzug";
 export const MIGRATIONS_DIR = path.join(__dirname, "..", "..", "migrations");
 // One advisory lock key for the whole schema: two processes that boot together serialise here,
 // and the second finds every migration already applied.
-const MIGRATION_LOCK_KEY = 0x51_1c_e0_01;
+export const MIGRATION_LOCK_KEY = 0x51_1c_e0_01;
 
 /** Applies pending SQL migrations in one transaction under an advisory lock. Returns their names. */
 export async function migrate(databaseUrl: string, appName: string, log: (msg: string) => void = () => {}): Promise<string[]> {

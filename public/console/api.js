@@ -53,7 +53,34 @@ export function authHeaders() {
   return t ? { authorization: `Bearer ${t}` } : {};
 }
 
+// Reads in flight, and resources being deleted: a read that raced a DELETE would answer 404
+// (correct, but an error the operator did not cause), so remove() lets them settle first and
+// answers later reads of the deleted resource with nothing (the view is about to go).
+const reading = new Map();
+const deleting = new Set();
+const under = (path, prefix) => path === prefix || path.startsWith(`${prefix}/`);
+
 export async function api(method, path, { query, body } = {}) {
+  if (method !== "GET") return request(method, path, { query, body });
+  if ([...deleting].some((prefix) => under(path, prefix))) return new Promise(() => {});
+  const pending = request(method, path, { query });
+  reading.set(pending, path);
+  return pending.finally(() => reading.delete(pending));
+}
+
+/** DELETE path, once no read of path or below it is in flight; then such reads are not sent. */
+export async function remove(path, query) {
+  deleting.add(path);
+  try {
+    await Promise.allSettled([...reading].filter(([, p]) => under(p, path)).map(([pending]) => pending));
+    return await request("DELETE", path, { query });
+  } catch (err) {
+    deleting.delete(path);
+    throw err;
+  }
+}
+
+async function request(method, path, { query, body } = {}) {
   const headers = { accept: "application/json", ...authHeaders() };
   if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(withQuery(path, query), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });

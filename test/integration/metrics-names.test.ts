@@ -273,4 +273,33 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
     expect(value("sluice_db_permit_wait_seconds_bucket", { lane: "quick", le: "+Inf" })).toBeGreaterThan(0);
     expect(value("sluice_db_permit_hold_seconds_bucket", { lane: "slow", le: "+Inf" })).toBeGreaterThan(0);
   });
+
+  // Each of these ends an attempt outside the runner that counts the usual outcomes: a pending job
+  // stopped, a crawl cancelled, a blocking insert. Each must still be counted once.
+  it("counts outcomes that end outside a job runner: a pending job stopped, a crawl cancelled, a blocking insert", async () => {
+    const count = async (kind: string, outcome: string) => {
+      const line = (await scrape())
+        .split("\n")
+        .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes(`kind="${kind}"`) && l.includes(`outcome="${outcome}"`));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+    };
+    const before = await Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded")]);
+
+    // Paused queues keep both jobs pending, so only the stop and the cancel end them.
+    for (const name of ["insert", "crawl"]) expect((await http(api, "PATCH", `/api/queues/${name}`, { paused: true })).status).toBe(200);
+    try {
+      const insert = await http(api, "POST", "/api/inserts", { rows: 100 });
+      expect((await http(api, "POST", `/api/jobs/${insert.body.id}/stop`, {})).body.status).toBe("cancelled");
+      const crawl = await http(api, "POST", "/api/crawls", { url: `${site.url}/` });
+      expect((await http(api, "DELETE", `/api/crawls/${crawl.body.id}`)).status).toBe(200);
+    } finally {
+      for (const name of ["insert", "crawl"]) await http(api, "PATCH", `/api/queues/${name}`, { paused: false });
+    }
+    expect((await http(api, "POST", "/api/inserts/sync", { rows: 10 })).body.status).toBe("succeeded");
+
+    // The crawl's count follows its announcement, which is not awaited.
+    await waitFor(async () => ((await count("crawl", "cancelled")) > before[1] ? true : undefined), 5_000, "the crawl's cancel counted");
+    const after = await Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded")]);
+    expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1]);
+  });
 });

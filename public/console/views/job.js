@@ -2,7 +2,7 @@
 // and stop, retry and delete, each confirmed first. Live through jobs.updated.
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
-import { api, get } from "../api.js";
+import { api, get, remove } from "../api.js";
 import { useLoad, useReloadOn } from "../hooks.js";
 import { useEvent } from "../sse.js";
 import { href, navigate } from "../router.js";
@@ -64,7 +64,7 @@ function Actions({ job, onChange }) {
         danger
         question=${`Delete job #${job.id} and its timeline?`}
         onConfirm=${async () => {
-          await api("DELETE", `/api/jobs/${job.id}`);
+          await remove(`/api/jobs/${job.id}`);
           navigate("/jobs");
         }}
       />`
