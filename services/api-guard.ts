@@ -64,7 +64,9 @@ export function requestGuard(
   const open = tokens.write === null;
   const parseJson = bodyParser.json({
     limit: route.bodyLimitBytes,
-    strict: true,
+    // Any JSON value parses, so that a string, a number or null is refused below as "not an
+    // object" (422) like an array, not as malformed (400): strict mode would call it unparsable.
+    strict: false,
     // The depth is checked on the raw bytes, before JSON.parse builds anything.
     verify: (_req, _res, buf) => {
       if (jsonDepthExceeds(buf))

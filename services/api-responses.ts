@@ -3,15 +3,18 @@
 // (GET /api/openapi.json, lib/api/openapi.ts) takes the paths, methods, access classes and
 // parameters from the routes and the actions themselves; this map adds only what the code does
 // not declare. An alias whose action has no entry here fails test/unit/openapi.test.ts.
-import type { ExtraOperation, JsonSchema, OperationDoc } from "../lib/api/openapi";
+import { objectSchema, type ExtraOperation, type JsonSchema, type OperationDoc } from "../lib/api/openapi";
 import { INT4_MAX, MAX_PAGE_LIMIT } from "../lib/api/params";
 import { MISFIRE_POLICIES } from "../lib/scheduling/cron";
 import { CRAWL_STATUSES } from "../models/crawls";
 import { SLOT_STATES } from "../models/id-tasks";
 import { JOB_KINDS, JOB_STATUSES } from "../models/jobs";
 import { QUEUE_NAMES } from "../models/queues";
-import { SCHEDULE_KINDS } from "../models/schedules";
+import { SCHEDULE_KINDS, type ScheduleKind } from "../models/schedules";
 import { RELAYED_EVENTS } from "./console-support";
+import { CREATE_CRAWL_PARAMS } from "./crawls.service";
+import { CREATE_URL_IMPORT_PARAMS } from "./imports.service";
+import { CREATE_INSERT_PARAMS } from "./inserts.service";
 
 const ref = (name: string): JsonSchema => ({ $ref: `#/components/schemas/${name}` });
 const int = (minimum = 0): JsonSchema => ({ type: "integer", minimum });
@@ -292,6 +295,22 @@ const UPLOAD_QUERY: Record<string, JsonSchema> = {
 const job = ref("Job");
 const accepted = ref("Accepted");
 
+// A schedule's job: its kind, and its params as that kind's own create action takes them
+// (schedules.service.ts checks them against the same rules).
+const SCHEDULE_JOB_PARAMS: Record<ScheduleKind, Record<string, unknown>> = {
+  crawl: CREATE_CRAWL_PARAMS,
+  insert: CREATE_INSERT_PARAMS,
+  import: CREATE_URL_IMPORT_PARAMS,
+};
+const scheduleJob: JsonSchema = {
+  anyOf: SCHEDULE_KINDS.map((kind) => ({
+    type: "object",
+    required: ["kind"],
+    additionalProperties: false,
+    properties: { kind: { const: kind }, params: objectSchema(SCHEDULE_JOB_PARAMS[kind]) },
+  })),
+};
+
 /** Every action behind a route, and how it answers. */
 export const ACTION_RESPONSES: Record<string, OperationDoc> = {
   "api.health": {
@@ -380,7 +399,13 @@ export const ACTION_RESPONSES: Record<string, OperationDoc> = {
   "imports.list": { summary: "Import jobs, newest first", status: 200, schema: listOf(ref("Import")) },
   "imports.get": { summary: "One import job with its rows and bytes", status: 200, schema: ref("Import") },
 
-  "schedules.create": { summary: "Creates a recurring schedule", status: 201, schema: ref("Schedule"), location: "/api/schedules/{id}" },
+  "schedules.create": {
+    summary: "Creates a recurring schedule",
+    status: 201,
+    schema: ref("Schedule"),
+    location: "/api/schedules/{id}",
+    paramDetails: { job: scheduleJob },
+  },
   "schedules.list": { summary: "Schedules", status: 200, schema: listOf(ref("Schedule")) },
   "schedules.get": {
     summary: "One schedule and its latest runs",

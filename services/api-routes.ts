@@ -10,8 +10,9 @@ export const ACTION_ACCESS: Record<string, Access> = {
   "api.events": "read",
   "api.nodes": "read",
   "api.whoami": "read",
-  // The API's description and its page are reads like any other (docs/security.md): only health
-  // and readiness answer without a token.
+  // The API's description and its page are reads like any other (docs/security.md): of the
+  // actions, only health and readiness answer without a token. The static files (the console at
+  // /, the docs page's shell at /docs/, /vendor/) are no actions and are public: they hold no data.
   "api.openapi": "read",
   "api.docs": "read",
   "crawls.create": "write",

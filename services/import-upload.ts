@@ -14,6 +14,7 @@ import { inSlowLane } from "../lib/platform/db";
 import type { CopyIn } from "../lib/platform/bulk-copy";
 import { JobStoppedError, RequestError, ValidationError } from "../lib/platform/errors";
 import { toHttpError } from "../lib/api/http-error";
+import { findNul } from "../lib/api/request-guard";
 import {
   columnProblem,
   copyStatement,
@@ -25,7 +26,7 @@ import {
 import { asDataError, ImportTooLargeError, openRecords, type ImportRecords } from "../lib/loading/import-stream";
 import { createJob, finishPendingJob, getJob } from "../models/jobs";
 import { catalogColumns, createStaging, dropStaging, recordUpload, stagingTable, type ImportProgress } from "../models/imports";
-import { announceJob } from "./announce";
+import { announceEnded, announceJob } from "./announce";
 import { queueBulkJob, type JobQueuer } from "./bulk-job";
 
 export interface UploadDeps {
@@ -84,6 +85,9 @@ async function openUpload(deps: UploadDeps, req: IncomingMessage): Promise<{ spe
     });
   }
   const query = Object.fromEntries(new URL(req.url ?? "/", "http://localhost").searchParams);
+  // As for JSON parameters (api.service.ts): a NUL would reach the COPY statement or the catalog query.
+  const nul = findNul(query);
+  if (nul !== null) throw new ValidationError(nul.slice(0, 100), `"${nul.slice(0, 100)}" must not contain a NUL character`);
   const unknown = Object.keys(query).find((k) => !UPLOAD_PARAMS.includes(k));
   if (unknown !== undefined) {
     const name = unknown.slice(0, 100);
@@ -93,8 +97,9 @@ async function openUpload(deps: UploadDeps, req: IncomingMessage): Promise<{ spe
   const encoding = String(req.headers["content-encoding"] ?? "identity")
     .trim()
     .toLowerCase();
+  // 400 as on the JSON routes (api-guard.ts): the body's bytes are unreadable, whatever their type.
   if (encoding !== "identity" && !DECODERS[encoding]) {
-    throw new RequestError(415, "UNSUPPORTED_MEDIA_TYPE", "Content-Encoding must be identity, gzip, deflate or br", {
+    throw new RequestError(400, "BAD_CONTENT_ENCODING", "Content-Encoding must be identity, gzip, deflate or br", {
       field: "content-encoding",
     });
   }
@@ -160,7 +165,7 @@ async function stage(deps: UploadDeps, req: IncomingMessage, jobId: number, spec
     );
   } catch (err) {
     const refused = refusal(asDataError(err, records, spec.table), req);
-    if (!(err instanceof JobStoppedError)) announceJob(deps.broker, await finishPendingJob(db, jobId, reasonOf(refused)));
+    if (!(err instanceof JobStoppedError)) announceEnded(deps.broker, await finishPendingJob(db, jobId, reasonOf(refused)));
     throw refused;
   } finally {
     clearInterval(timer);

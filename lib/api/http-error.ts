@@ -116,8 +116,11 @@ export function toHttpError(err: unknown): HttpError {
   // body-parser's errors carry `status` and a dotted `type`.
   if (e.type === "entity.parse.failed") return make(400, "MALFORMED_JSON", "request body is not valid JSON");
   if (e.type === "entity.too.large") return make(413, "PAYLOAD_TOO_LARGE", e.message ?? "request body too large");
-  if (e.type === "encoding.unsupported" || e.type === "charset.unsupported")
-    return make(415, "UNSUPPORTED_MEDIA_TYPE", e.message ?? "unsupported encoding");
+  // An unknown Content-Encoding leaves the bytes unreadable: 400, as the request guard answers
+  // it. An unknown charset is a media type the API does not take: 415.
+  if (e.type === "encoding.unsupported")
+    return make(400, "BAD_CONTENT_ENCODING", e.message ?? "unsupported encoding", { field: "content-encoding" });
+  if (e.type === "charset.unsupported") return make(415, "UNSUPPORTED_MEDIA_TYPE", e.message ?? "unsupported charset");
 
   const status = typeof e.code === "number" ? e.code : typeof e.status === "number" ? e.status : 500;
   const type = typeof e.type === "string" ? e.type : undefined;

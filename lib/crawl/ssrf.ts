@@ -1,9 +1,11 @@
 // The SSRF guard: which crawl targets Sluice may connect to. A target is refused when it
 // resolves to a private, loopback or link-local address that CRAWL_ALLOW_HOSTS does not list
 // (with the target's port, if the entry has one), and always when it reaches Sluice itself:
-// its API and metrics ports on a private address, or one of the servers it talks to.
+// its API and metrics ports on a private address or any address of this machine (its public
+// interfaces too), or one of the servers it talks to.
 import dnsCallback, { promises as dns, type LookupAddress } from "node:dns";
 import { BlockList, isIP } from "node:net";
+import os from "node:os";
 import { buildConnector } from "undici";
 import type { AllowHost, Config } from "../platform/config";
 import { TargetNotAllowedError, ValidationError } from "../platform/errors";
@@ -60,13 +62,19 @@ function stripBrackets(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
 
-// The addresses that reach this machine: a server listening on all interfaces answers on every
-// one of them, so they count as one address when comparing a target with a server.
-const thisMachine = new BlockList();
-thisMachine.addSubnet("127.0.0.0", 8, "ipv4");
-thisMachine.addAddress("0.0.0.0", "ipv4");
-thisMachine.addAddress("::1", "ipv6");
-thisMachine.addAddress("::", "ipv6");
+// The addresses that reach this machine wherever it runs; its interfaces' own addresses are
+// added at each check (interfaceAddresses). A server listening on all interfaces answers on
+// every one of them, so they count as one address when comparing a target with a server.
+const loopback = new BlockList();
+loopback.addSubnet("127.0.0.0", 8, "ipv4");
+loopback.addAddress("0.0.0.0", "ipv4");
+loopback.addAddress("::1", "ipv6");
+loopback.addAddress("::", "ipv6");
+
+/** The addresses of this machine's network interfaces, public ones included (os.networkInterfaces()). */
+export function interfaceAddresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+}
 
 /** An address in one spelling (IPv6 compressed, lower case, no brackets or zone); null if it is none. */
 function canonicalAddress(ip: string): string | null {
@@ -85,12 +93,12 @@ export function isPrivateAddress(ip: string): boolean {
   return blocked.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6");
 }
 
-function sameAddress(a: string, b: string): boolean {
+/** Whether two addresses reach the same host: equal, or both this machine's (`local` tells those). */
+function sameAddress(a: string, b: string, local: (ip: string) => boolean): boolean {
   const x = canonicalAddress(a);
   const y = canonicalAddress(b);
   if (x === null || y === null) return false;
-  const onThisMachine = (ip: string) => thisMachine.check(ip, isIP(ip) === 4 ? "ipv4" : "ipv6");
-  return x === y || (onThisMachine(x) && onThisMachine(y));
+  return x === y || (local(x) && local(y));
 }
 
 /** A hostname spelt as WHATWG URL spells it for http: (non-special schemes keep the case). */
@@ -115,7 +123,7 @@ export interface HostPort {
 
 export interface CrawlTargetPolicyOptions {
   allowHosts: readonly AllowHost[];
-  /** Sluice's own ports (API, metrics): refused on every private address, allow-listed or not. */
+  /** Sluice's own ports (API, metrics): refused on every private address and every address of this machine, allow-listed or not. */
   ownPorts?: readonly number[];
   /** Ports this process turned out to listen on (PORT=0 picks one at start): read at each check. */
   listeningPorts?: () => readonly number[];
@@ -123,6 +131,8 @@ export interface CrawlTargetPolicyOptions {
   servers?: readonly HostPort[];
   /** Resolves target names (before a fetch) and server names; the system resolver by default. */
   lookup?: Lookup;
+  /** This machine's interface addresses, read at each check (an interface may come up later); interfaceAddresses by default. */
+  localAddresses?: () => readonly string[];
 }
 
 const systemLookup: Lookup = (host) => dns.lookup(host, { all: true, verbatim: true });
@@ -133,6 +143,7 @@ export class CrawlTargetPolicy {
   private readonly ownPorts: readonly number[];
   private readonly listeningPorts: () => readonly number[];
   private readonly servers: readonly HostPort[];
+  private readonly localAddresses: () => readonly string[];
 
   constructor(opts: CrawlTargetPolicyOptions) {
     this.allowHosts = opts.allowHosts;
@@ -141,6 +152,7 @@ export class CrawlTargetPolicy {
     this.listeningPorts = opts.listeningPorts ?? (() => []);
     this.servers = (opts.servers ?? []).map((s) => ({ host: canonicalHost(s.host), port: s.port }));
     this.lookup = opts.lookup ?? systemLookup;
+    this.localAddresses = opts.localAddresses ?? interfaceAddresses;
   }
 
   /** The policy a process with this config applies. */
@@ -173,17 +185,31 @@ export class CrawlTargetPolicy {
     // No entry opens Sluice's own ports: a bare host means every port of it, those included.
     const listed = !ownPort && this.isAllowListed(hostname, port);
     if (addresses.some((a) => isPrivateAddress(a) && !listed)) return true;
+    // The API listens on every interface: a public address of this machine reaches it too.
+    if (ownPort && addresses.some(this.thisMachine())) return true;
     return this.reachesServer(hostname, port, addresses);
+  }
+
+  /** Tells an address of this machine: loopback, unspecified, or one of its interfaces' now. */
+  private thisMachine(): (ip: string) => boolean {
+    const local = new Set(this.localAddresses().map(canonicalAddress));
+    return (ip) => {
+      const addr = canonicalAddress(ip);
+      return addr !== null && (loopback.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6") || local.has(addr));
+    };
   }
 
   private async reachesServer(hostname: string, port: number, addresses: readonly string[]): Promise<boolean> {
     const host = canonicalHost(hostname);
-    for (const server of this.servers.filter((s) => s.port === port)) {
+    const onPort = this.servers.filter((s) => s.port === port);
+    if (onPort.length === 0) return false;
+    const local = this.thisMachine();
+    for (const server of onPort) {
       if (server.host === host) return true;
       const literal = stripBrackets(server.host);
       // A server name that does not resolve now cannot be compared; the other rules still apply.
       const serverAddresses = isIP(literal) !== 0 ? [literal] : (await this.lookup(literal).catch(() => [])).map((r) => r.address);
-      if (addresses.some((a) => serverAddresses.some((b) => sameAddress(a, b)))) return true;
+      if (addresses.some((a) => serverAddresses.some((b) => sameAddress(a, b, local)))) return true;
     }
     return false;
   }

@@ -86,6 +86,7 @@ export interface RecordChunk {
 
 const QUOTE = 0x22;
 const LF = 0x0a;
+const TAB = 0x09;
 
 /**
  * Cuts a CSV byte stream into whole records (a newline inside quotes does not end one). The
@@ -320,14 +321,30 @@ export function importSpecOf(raw: Record<string, unknown>, tables: readonly stri
   }
   const header = booleanOption("header", raw.header, true);
   const delimiter = raw.delimiter ?? ",";
-  if (typeof delimiter !== "string" || delimiter.length !== 1 || /["\r\n\\]/.test(delimiter)) {
-    throw new ValidationError("delimiter", `"delimiter" must be one character other than a quote, a backslash or a line break`);
+  if (!isCopyDelimiter(delimiter)) {
+    throw new ValidationError(
+      "delimiter",
+      `"delimiter" must be one printable ASCII character or a tab, other than a double quote or a backslash`,
+    );
   }
   const columns = columnList(raw.columns);
   if (format === "csv" && !header && columns.length === 0) {
     throw new ValidationError("columns", "a CSV file without a header needs columns=a,b,c");
   }
   return { table, format: format as ImportFormat, columns, header: format === "csv" ? header : false, delimiter };
+}
+
+/**
+ * Whether COPY's CSV format takes `d` as its delimiter. Postgres wants a single byte (a
+ * multibyte character is SQLSTATE 0A000, which would leave as a 500) that is neither a line
+ * break nor the quote character, and a NUL would cut the COPY statement short. Printable
+ * ASCII and the tab cover every delimiter in use; the backslash, which COPY would take in CSV,
+ * is refused too, as an escape in COPY's text format and in most readers of the file.
+ */
+export function isCopyDelimiter(d: unknown): d is string {
+  if (typeof d !== "string" || d.length !== 1) return false;
+  const c = d.charCodeAt(0);
+  return (c === TAB || (c >= 0x20 && c <= 0x7e)) && d !== '"' && d !== "\\";
 }
 
 function booleanOption(field: string, raw: unknown, fallback: boolean): boolean {

@@ -130,8 +130,14 @@ describe("API errors (default configuration)", () => {
       await expectRejected(base, { method: "POST", path: "/api/crawls", body: '{"url":' }, 400, "MALFORMED_JSON");
     });
 
-    it("a JSON scalar (not an object) → 400 under strict parsing", async () => {
-      await expectRejected(base, { method: "POST", path: "/api/crawls", body: '"http://127.0.0.1/"' }, 400, "MALFORMED_JSON");
+    it("a JSON scalar (not an object) → 422 naming body", async () => {
+      const error = await expectRejected(
+        base,
+        { method: "POST", path: "/api/crawls", body: '"http://127.0.0.1/"' },
+        422,
+        "VALIDATION_ERROR",
+      );
+      expect(error.details).toMatchObject({ field: "body" });
     });
 
     it("a body over the default 1 MiB cap → 413", async () => {

@@ -2,6 +2,9 @@
 // one and with the read-only one, by every method (OPTIONS, HEAD and method-override headers
 // too) and in other spellings of its path. None may run its action unless the caller may; the
 // broker's own request counters (moleculer.request.total, per action) are the witness.
+import nodeHttp from "node:http";
+import zlib from "node:zlib";
+import { QueryTypes } from "sequelize";
 import type { Sluice } from "../../runtime";
 import { ACTION_ACCESS } from "../../services/api-routes";
 import { http, startEmbedded } from "../support/env";
@@ -132,6 +135,57 @@ describe("route census (API_TOKEN, API_READ_TOKEN, API_CORS_ORIGINS)", () => {
     expect(big.status).toBe(401);
     expect(Date.now() - started).toBeLessThan(2_000);
     expect(calls()).toEqual(before);
+  });
+
+  /**
+   * Starts a POST with `head` as the first bytes of its body and never sends the rest: the answer
+   * can only come from a server that did not wait for the body.
+   */
+  const unfinishedPost = (path: string, headers: Record<string, string>, head: Buffer) =>
+    new Promise<{ status: number; code: string }>((resolve, reject) => {
+      const req = nodeHttp.request(base + path, { method: "POST", headers });
+      const timer = setTimeout(() => reject(new Error(`no answer to POST ${path} before its body ended`)), 5_000);
+      req.on("response", (res) => {
+        let text = "";
+        res.on("data", (d: Buffer) => (text += d.toString()));
+        res.on("end", () => {
+          clearTimeout(timer);
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, code: (JSON.parse(text) as { error: { code: string } }).error.code });
+        });
+      });
+      req.on("error", (err) => (req.destroyed ? undefined : reject(err)));
+      req.write(head);
+    });
+
+  it("refuses a file upload without a token (401) or with the read token (403) while its body is still coming, making nothing", async () => {
+    const csv = Buffer.from("name,value\n" + "ada,1\n".repeat(200_000));
+    const ndjsonGzip = zlib.gzipSync('{"name":"ada","value":1}\n'.repeat(200_000));
+    // Large: a declared 10 GiB of which 1.2 MB is sent. Gzipped: chunked, the first half of the file.
+    const large = { "content-type": "text/csv", "content-length": String(10 * 1024 ** 3) };
+    const gzipped = { "content-type": "application/x-ndjson", "content-encoding": "gzip", "transfer-encoding": "chunked" };
+    const half = ndjsonGzip.subarray(0, ndjsonGzip.length >> 1);
+    const attempts: [string, Record<string, string>, Buffer, number, string][] = [
+      ["anonymous CSV, large", large, csv, 401, "NO_TOKEN"],
+      ["anonymous NDJSON, gzipped", gzipped, half, 401, "NO_TOKEN"],
+      ["a wrong token, CSV", { ...large, authorization: "Bearer wrong-token-0123456789abcdef" }, csv, 401, "INVALID_TOKEN"],
+      ["the read token, CSV, large", { ...large, authorization: `Bearer ${READ}` }, csv, 403, "FORBIDDEN"],
+      ["the read token, NDJSON, gzipped", { ...gzipped, authorization: `Bearer ${READ}` }, half, 403, "FORBIDDEN"],
+    ];
+    const made = async () =>
+      (
+        await sluice.db.query<{ jobs: number; rows: number; staging: number }>(
+          `SELECT (SELECT count(*)::int FROM jobs) AS jobs, (SELECT count(*)::int FROM rows) AS rows,
+             (SELECT count(*)::int FROM pg_class WHERE relname LIKE 'import_staging_%') AS staging`,
+          { type: QueryTypes.SELECT },
+        )
+      )[0];
+    for (const [what, headers, head, status, code] of attempts) {
+      const before = { made: await made(), calls: calls() };
+      const answer = await unfinishedPost("/api/imports?table=rows", headers, head);
+      expect({ what, ...answer }).toEqual({ what, status, code });
+      expect({ what, made: await made(), calls: calls() }).toEqual({ what, ...before });
+    }
   });
 
   it("answers a CORS preflight from a listed origin with its headers, and tags its responses", async () => {

@@ -5,6 +5,7 @@ import {
   CsvRecords,
   ImportDataError,
   importSpecOf,
+  isCopyDelimiter,
   NdjsonRecords,
   parseCsvHeader,
   type RecordChunk,
@@ -151,6 +152,29 @@ describe("import options", () => {
     expect(field({ table: "rows", delimiter: ";;" })).toBe("delimiter");
     expect(field({ table: "rows", header: "false" })).toBe("columns");
     expect(field({ table: "rows", columns: [1] }, null)).toBe("columns");
+  });
+
+  // COPY takes one byte that is no line break or quote; the rest would be a 500 from Postgres
+  // (a multibyte delimiter is SQLSTATE 0A000, a NUL cuts the statement short).
+  it.each([["é"], ["\u0000"], ["\u2028"], ["\ud83d"], ["😀"], ["\n"], ["\r"], ['"'], ["\\"], ["\u007f"], ["\u0001"], [""], [";;"], [1]])(
+    "refuses the delimiter %j with a 422 naming it",
+    (delimiter) => {
+      // null: a spec without a Content-Type, as the JSON import route (and an import schedule) reads it.
+      for (const format of ["csv", null] as const) {
+        let refusal: unknown = null;
+        try {
+          importSpecOf({ table: "rows", delimiter }, ["rows"], format);
+        } catch (err) {
+          refusal = err;
+        }
+        expect(refusal).toMatchObject({ code: 422, type: "VALIDATION_ERROR", data: { field: "delimiter" } });
+      }
+    },
+  );
+
+  it.each([[","], [";"], ["|"], ["\t"], [" "], ["'"], ["~"], ["x"]])("takes the delimiter %j", (delimiter) => {
+    expect(importSpecOf({ table: "rows", delimiter }, ["rows"], "csv").delimiter).toBe(delimiter);
+    expect(isCopyDelimiter(delimiter)).toBe(true);
   });
 
   it("finds the first column the catalog refuses", () => {

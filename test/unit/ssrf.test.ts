@@ -1,4 +1,5 @@
 import net from "node:net";
+import os from "node:os";
 import { Agent, request } from "undici";
 import { loadConfig, parseAllowHost } from "../../lib/platform/config";
 import { TargetNotAllowedError, ValidationError } from "../../lib/platform/errors";
@@ -283,6 +284,57 @@ describe("Sluice's own ports and servers are never crawlable", () => {
     "http://intranet.local:6380/",
   ])("other ports of the same hosts, and the same ports elsewhere, follow the ordinary rules: %s", async (url) => {
     await expect(assertPublicTarget(url, policy)).resolves.toBeUndefined();
+  });
+});
+
+describe("Sluice's own ports on this machine's public addresses", () => {
+  // A public address of one of this machine's interfaces, and a name for it.
+  const own = "203.0.113.7";
+  const policy = new CrawlTargetPolicy({
+    allowHosts: [],
+    ownPorts: [3000, 3030],
+    listeningPorts: () => [41234],
+    localAddresses: () => ["127.0.0.1", "::1", own, "2001:db8::7", "fe80::1%eth0"],
+    lookup: resolving({ "me.example": [own], "me6.example": ["2001:DB8:0:0:0:0:0:7"], "other.example": ["203.0.113.8"] }),
+  });
+
+  it.each([
+    `http://${own}:3000/`,
+    `http://${own}:3030/metrics`,
+    `http://${own}:41234/`,
+    "http://me.example:3000/",
+    "http://[2001:db8::7]:3000/",
+    // Another spelling of the same address, through a name.
+    "http://me6.example:3030/",
+  ])("refuses %s, without saying why or where", async (url) => {
+    const err = await refusal(url, policy);
+    expect(err).toBeInstanceOf(TargetNotAllowedError);
+    expect((err as Error).message).not.toMatch(ADDRESS);
+  });
+
+  it.each([`http://${own}:8080/`, "http://me.example/", "http://other.example:3000/", "http://[2001:db8::8]:3000/"])(
+    "other ports of this machine, and the same ports elsewhere, follow the ordinary rules: %s",
+    async (url) => {
+      await expect(assertPublicTarget(url, policy)).resolves.toBeUndefined();
+    },
+  );
+
+  it("reads the interfaces at each check (one that comes up later counts)", async () => {
+    const addresses: string[] = [];
+    const later = new CrawlTargetPolicy({ allowHosts: [], ownPorts: [3000], localAddresses: () => addresses });
+    await expect(assertPublicTarget(`http://${own}:3000/`, later)).resolves.toBeUndefined();
+    addresses.push(own);
+    expect(await refusal(`http://${own}:3000/`, later)).toBeInstanceOf(TargetNotAllowedError);
+  });
+
+  it("by default, every address of the real interfaces (os.networkInterfaces()) on an own port", async () => {
+    const real = new CrawlTargetPolicy({ allowHosts: [parseAllowHost("127.0.0.1")], ownPorts: [3000] });
+    const literals = Object.values(os.networkInterfaces())
+      .flatMap((list) => list ?? [])
+      .map((i) => (i.family === "IPv6" ? `[${i.address.split("%")[0]}]` : i.address));
+    expect(literals.length).toBeGreaterThan(0);
+    for (const host of literals)
+      expect([host, await refusal(`http://${host}:3000/`, real)]).toEqual([host, expect.any(TargetNotAllowedError)]);
   });
 });
 
