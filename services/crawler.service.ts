@@ -166,8 +166,13 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
         flush: async (items) => {
           const held = await recordFetches(db, this.broker.nodeID, items, crawl.leaseMs);
           items.forEach((item, i) => (item.held = held[i]!));
-          // A crawl whose last URLs settled here without a page for the ingestor may be done now.
-          const crawls = new Set(items.filter((item) => item.held && !item.sendsPage).map((item) => item.lease.crawlId));
+          // A crawl whose last URLs settled here without a page for the ingestor may be done now;
+          // not while this node still holds another of its URLs (that one's settling checks again).
+          const settling = new Set(items.map((item) => item.lease));
+          const stillHeld = new Set([...this.leased].filter((l) => !settling.has(l)).map((l) => l.crawlId));
+          const crawls = new Set(
+            items.filter((item) => item.held && !item.sendsPage && !stillHeld.has(item.lease.crawlId)).map((item) => item.lease.crawlId),
+          );
           for (const id of crawls)
             await finishAndAnnounce(db, this.broker, id).catch((err: unknown) => this.logger.warn(`Finishing crawl ${id} failed`, err));
         },
