@@ -7,14 +7,21 @@ import { nodesRunning } from "../../moleculer.config";
 // hear from every node (one heartbeat): before that, an empty registry means nothing.
 const DISCOVERY_GRACE_MS = 5_000;
 
-/** Whether the process named `holder` (its broker metadata leaseHolder) is no longer a member. */
+/**
+ * Whether the process named `holder` (its broker metadata leaseHolder) is no longer a member: it
+ * has left the registry, or has sent no heartbeat for heartbeatTimeout. The second is what the
+ * registry itself judges by, but it looks only once every heartbeatTimeout, which alone would
+ * let a dead holder count as present for up to twice that.
+ */
 export function holderAbsence(broker: ServiceBroker, ownHolder: string): (holder: string) => boolean {
   const startedAt = Date.now();
+  const timeoutS = broker.options.heartbeatTimeout ?? Number.POSITIVE_INFINITY;
   return (holder) => {
     if (holder === ownHolder || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
+    const silent = (n: { local: boolean; lastHeartbeatTime: number }) => !n.local && process.uptime() - n.lastHeartbeatTime > timeoutS;
     return !broker.registry.nodes
       .toArray()
-      .some((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
+      .some((n) => n.available && !silent(n) && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
   };
 }
 

@@ -15,7 +15,7 @@ import crypto from "node:crypto";
 import Bottleneck from "bottleneck";
 import IORedis from "ioredis";
 import { DEFAULT_THROTTLE_LEASE_MS } from "../platform/config";
-import { LeaseStore } from "./lease-store";
+import { LeaseStore, sweepPeriodMs } from "./lease-store";
 import { sweepExpired, type ReclaimEnv } from "./reclaim";
 import type { SlotsEnv } from "./leased-slots";
 import { ResourceLimiter, STUCK_AFTER_MS, type LimiterStats, type LimitSpec } from "./resource-limiter";
@@ -41,8 +41,6 @@ const EVICT_INTERVAL_MS = 30_000;
 const PER_HOST_RESOURCE = /^(fetch|upstream):/;
 // How long stop() waits for slots still held to be released before it drops them.
 const STOP_RELEASE_WAIT_MS = 500;
-// Renewals per lease: a holder misses three in a row before its slots expire.
-const RENEWALS_PER_LEASE = 4;
 
 export class LimiterHub {
   readonly connection: Bottleneck.IORedisConnection | null;
@@ -95,7 +93,7 @@ export class LimiterHub {
     void subscriber.subscribe(this.store.channel).catch(() => {});
     this.watchdog = setInterval(() => this.unstick(), WATCHDOG_INTERVAL_MS);
     this.watchdog.unref();
-    this.renewer = setInterval(() => void this.renewAndSweep(), Math.max(100, Math.floor(this.leaseMs / RENEWALS_PER_LEASE)));
+    this.renewer = setInterval(() => void this.renewAndSweep(), sweepPeriodMs(this.leaseMs));
     this.renewer.unref();
   }
 

@@ -10,6 +10,11 @@ import fs from "node:fs";
 import path from "node:path";
 import type IORedis from "ioredis";
 
+/** Holders renew their leases, and every node sweeps for expired ones, this many times a lease: a holder misses three renewals in a row before its slots expire. */
+export const RENEWALS_PER_LEASE = 4;
+/** The period of the renewals and of the sweep. */
+export const sweepPeriodMs = (leaseMs: number): number => Math.max(100, Math.floor(leaseMs / RENEWALS_PER_LEASE));
+
 export const LUA_DIR = path.join(__dirname, "lua");
 export const LEASE_SCRIPTS = ["acquire-leases-4", "renew-leases-2", "release-leases-2", "reclaim-leases-3"] as const;
 

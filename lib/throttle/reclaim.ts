@@ -2,7 +2,7 @@
 // per lease, from the hub). A plain resource's expired slots come back at once; a checked one's
 // (database connections) only once the check says the holder's connections are gone.
 import { CONNECTION_HANDOVER_DELAY_MS } from "../platform/db";
-import { leaseMember, type LeaseStore } from "./lease-store";
+import { leaseMember, sweepPeriodMs, type LeaseStore } from "./lease-store";
 import type { CheckedReclaim, ResourceLimiter } from "./resource-limiter";
 
 // The check's own slot is leased as "<holder>~check".
@@ -79,11 +79,12 @@ async function check(env: ReclaimEnv, l: ResourceLimiter, checked: CheckedReclai
     // No connection of this node's own to check with: the next sweep tries again (by then
     // the dead may count as gone from the cluster).
     if (held === 0) return [];
-    // One pooled check at a time, and the sweep does not wait for it longer than a lease:
-    // every pooled connection may be busy with a long transaction.
+    // One pooled check at a time, and the sweep waits for it no longer than a sweep period
+    // (every pooled connection may be busy with a long transaction): the next sweep may by then
+    // take a dead holder's slot for a check of its own, or hear this one's answer.
     l.pooledCheck ??= checked.gone(expired, false).finally(() => (l.pooledCheck = null));
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), env.leaseMs)));
+    const timedOut = new Promise<string[]>((resolve) => (timer = setTimeout(() => resolve([]), sweepPeriodMs(env.leaseMs))));
     return Promise.race([l.pooledCheck, timedOut]).finally(() => clearTimeout(timer));
   }
   try {
