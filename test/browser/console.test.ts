@@ -181,6 +181,22 @@ jest.setTimeout(120_000);
     await screenshot(page, "id-tasks");
   });
 
+  it("moves between minutes across the hour's edge by keyboard (the plan's hours are rows)", async () => {
+    // 610 ids at 10 a minute fill this hour's minutes to :59 and go on at :00 of the next.
+    const ids = Array.from({ length: 610 }, (_, i) => 7001 + i);
+    const { body: task } = await api("POST", "/api/id-tasks", { ids, rpm: 10 });
+    const page = await open(`/id-tasks/${task.id}`);
+    const lastOfFirstHour = page.locator('#heatmap a.cell[data-row="0"][data-col="59"]');
+    await lastOfFirstHour.waitFor();
+    const focused = () => page.evaluate("[document.activeElement.dataset.row, document.activeElement.dataset.col].join()");
+    await lastOfFirstHour.focus();
+    await page.keyboard.press("ArrowRight");
+    expect(await focused()).toBe("1,0");
+    await page.keyboard.press("ArrowLeft");
+    expect(await focused()).toBe("0,59");
+    expect((await api("POST", `/api/jobs/${task.id}/stop`, {})).status).toBe(200);
+  });
+
   it("edits a limit after a confirmation, and GET /api/throttle shows it", async () => {
     const resource = `fetch:${new URL(site.url).host}`;
     const has = async () =>

@@ -41,12 +41,15 @@ function Cell({ taskId, t, counts, rpm, selected, row, col }) {
   </a>`;
 }
 
+// Left and right go to the minute before or after, across the hour's edge into the next row
+// (a plan may cross the hour); up and down go an hour back or on.
 function moveFocus(ev) {
   const cell = ev.target.closest?.(".cell");
-  const step = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[ev.key];
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -60, ArrowDown: 60 }[ev.key];
   if (!cell || !step) return;
-  const row = Number(cell.dataset.row) + step[0];
-  const col = Number(cell.dataset.col) + step[1];
+  const at = Number(cell.dataset.row) * 60 + Number(cell.dataset.col) + step;
+  const row = Math.floor(at / 60);
+  const col = at - row * 60;
   const next = ev.currentTarget.querySelector(`.cell[data-row="${row}"][data-col="${col}"]`);
   if (next) {
     ev.preventDefault();
