@@ -23,6 +23,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL"], "the event stream across nodes
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     let text = "";
+    // A timeout says what the stream had and what the jobs were, for the next reader of the log.
     const until = (what: string, test: (t: string) => boolean) =>
       waitFor(
         async () => {
@@ -32,8 +33,15 @@ describeWithServers(["DATABASE_URL", "NATS_URL"], "the event stream across nodes
         },
         60_000,
         what,
-      );
+      ).catch(async (err: Error) => {
+        const jobs = (await http(other.api, "GET", "/api/jobs?pageSize=5")).body;
+        throw new Error(`${err.message}; the stream's last 600 characters: ${text.slice(-600)}; the jobs: ${JSON.stringify(jobs)}`);
+      });
     try {
+      // The other nodes send this node events once their registries know its listeners, which
+      // they learn a moment after it joins: a first job seen to its end proves that they do.
+      const first = await http(other.api, "POST", "/api/inserts", { rows: 10 });
+      await until("a first job's end on the stream", (t) => new RegExp(`"id":${first.body.id},[^\\n]*"status":"succeeded"`).test(t));
       const { body } = await http(other.api, "POST", "/api/inserts", { rows: 20_000 });
       await until("the job to succeed on the stream", (t) => new RegExp(`"id":${body.id},[^\\n]*"status":"succeeded"`).test(t));
       expect(text).toMatch(new RegExp(`event: jobs\\.updated\\ndata: \\{"id":${body.id},[^\\n]*"status":"running"`));
