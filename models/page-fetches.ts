@@ -67,16 +67,10 @@ export async function recordHistory(db: Sequelize, rows: FetchHistoryRecord[], t
   await db.query(sql, { bind, transaction });
 }
 
-export interface FetchHistoryRow {
+/** A fetch as listFetches reads it back: without its URL (the one asked for), its crawl gone if deleted since. */
+export interface FetchHistoryRow extends Omit<FetchHistoryRecord, "url" | "crawlId" | "fetchedAt"> {
   fetchedAt: Date;
   crawlId: number | null;
-  outcome: FetchHistoryRecord["outcome"];
-  status: number | null;
-  bytes: number;
-  durationMs: number;
-  etag: string | null;
-  lastModified: string | null;
-  contentHash: string | null;
 }
 
 /** A URL's fetches, latest first; `since`/`until` bound the time range (and so the partitions read). */

@@ -36,6 +36,21 @@ const listOf = (item: JsonSchema): JsonSchema =>
 const countOf = object({ count: int() });
 const deletedOf = object({ deleted: int() });
 const slotCounts = object(Object.fromEntries(SLOT_STATES.map((s) => [s, int()])));
+/** A stored page's fields, in the summary's order; the full page adds `extra` (its body) before the counts. */
+const pageFields = (at: JsonSchema, extra: Record<string, JsonSchema> = {}): Record<string, JsonSchema> => ({
+  id: int(1),
+  url: text,
+  crawlId: nullable(int(1)),
+  status: int(),
+  title: maybeText,
+  contentType: maybeText,
+  ...extra,
+  bytes: int(),
+  links: int(),
+  depth: int(),
+  fetchedAt: at,
+  storedAt: at,
+});
 
 /** The shapes several answers share, under components.schemas. */
 export const RESPONSE_SCHEMAS: Record<string, JsonSchema> = {
@@ -101,32 +116,9 @@ export const RESPONSE_SCHEMAS: Record<string, JsonSchema> = {
     depth: int(),
     updatedAt: time,
   }),
-  PageSummary: object({
-    id: int(1),
-    url: text,
-    crawlId: nullable(int(1)),
-    status: int(),
-    title: maybeText,
-    contentType: maybeText,
-    bytes: int(),
-    links: int(),
-    depth: int(),
-    fetchedAt: time,
-    storedAt: time,
-  }),
+  PageSummary: object(pageFields(time)),
   Page: object({
-    id: int(1),
-    url: text,
-    crawlId: nullable(int(1)),
-    status: int(),
-    title: maybeText,
-    contentType: maybeText,
-    body: maybeText,
-    bytes: int(),
-    links: int(),
-    depth: int(),
-    fetchedAt: maybeTime,
-    storedAt: maybeTime,
+    ...pageFields(maybeTime, { body: maybeText }),
     etag: maybeText,
     lastModified: maybeText,
     contentHash: maybeText,

@@ -1,40 +1,28 @@
 // The API's docs page in real Chromium against a Sluice with API_TOKEN: without a token it asks
 // for one, with the console's token it renders every operation, "Try it out" sends the token,
 // and no request leaves this origin (the page, Swagger UI and the document all come from it).
-import type { Browser, Page } from "playwright-core";
-import type { Sluice } from "../../runtime";
-import { startEmbedded } from "../support/env";
-import { CHROMIUM_AVAILABLE, launchChromium, ProblemLog, screenshot } from "./console-harness";
+import type { Page } from "playwright-core";
+import { CHROMIUM_AVAILABLE, ProblemLog, screenshot, sluiceInChromium } from "./console-harness";
 
 const WRITE = "docs-write-token-0123456789";
 const READ = "docs-read-token-0123456789";
 
 (CHROMIUM_AVAILABLE ? describe : describe.skip)("the API docs page (Chromium)", () => {
-  let sluice: Sluice;
-  let browser: Browser;
   const log = new ProblemLog();
+  const started = sluiceInChromium({ API_TOKEN: WRITE, API_READ_TOKEN: READ }, log);
   const requested: string[] = [];
 
-  beforeAll(async () => {
-    [sluice, browser] = await Promise.all([startEmbedded({ API_TOKEN: WRITE, API_READ_TOKEN: READ }), launchChromium()]);
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await sluice?.stop();
-  });
-  afterEach(async () => {
-    for (const context of browser.contexts()) await context.close();
-    expect(log.take()).toEqual([]);
-    const origin = new URL(sluice.apiUrl!).origin;
+  afterEach(() => {
+    const origin = new URL(started.sluice.apiUrl!).origin;
     expect(requested.splice(0).filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith("data:"))).toEqual([]);
   });
 
   async function open(path: string, token?: string): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const context = await started.browser.newContext({ viewport: { width: 1280, height: 900 } });
     if (token) await context.addInitScript(`sessionStorage.setItem("sluice.token", ${JSON.stringify(token)})`);
     const page = log.watch(await context.newPage());
     page.on("request", (req) => requested.push(req.url()));
-    await page.goto(`${sluice.apiUrl}${path}`);
+    await page.goto(`${started.sluice.apiUrl}${path}`);
     return page;
   }
 
@@ -44,7 +32,7 @@ const READ = "docs-read-token-0123456789";
     await page.fill("#token-form input[name=token]", READ);
     await page.click("#token-form button");
     await page.locator(".opblock").first().waitFor();
-    const res = await fetch(`${sluice.apiUrl}/api/openapi.json`, { headers: { authorization: `Bearer ${READ}` } });
+    const res = await fetch(`${started.sluice.apiUrl}/api/openapi.json`, { headers: { authorization: `Bearer ${READ}` } });
     const doc = (await res.json()) as { paths: Record<string, object> };
     const operations = Object.values(doc.paths).reduce((n, item) => n + Object.keys(item).length, 0);
     expect(await page.locator(".opblock").count()).toBe(operations);
@@ -66,11 +54,11 @@ const READ = "docs-read-token-0123456789";
   });
 
   it("renders at /api/docs for a client that sends the token", async () => {
-    const context = await browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${READ}` } });
+    const context = await started.browser.newContext({ extraHTTPHeaders: { authorization: `Bearer ${READ}` } });
     const page = log.watch(await context.newPage());
     page.on("request", (req) => requested.push(req.url()));
     await context.addInitScript(`sessionStorage.setItem("sluice.token", ${JSON.stringify(READ)})`);
-    await page.goto(`${sluice.apiUrl}/api/docs`);
+    await page.goto(`${started.sluice.apiUrl}/api/docs`);
     await page.locator(".opblock").first().waitFor();
   });
 });

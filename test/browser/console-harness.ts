@@ -4,7 +4,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { chromium, type Browser, type Page, type Response } from "playwright-core";
-import { REQUIRE_SERVICES } from "../support/env";
+import type { Sluice } from "../../runtime";
+import { REQUIRE_SERVICES, startEmbedded } from "../support/env";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const CHROMIUM_AVAILABLE = fs.existsSync(CHROMIUM);
@@ -19,6 +20,27 @@ export function launchChromium(): Promise<Browser> {
     executablePath: CHROMIUM,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
   });
+}
+
+/**
+ * The hooks of a suite that drives a Sluice with `env` in Chromium: both started before all and
+ * stopped after all; after each test every tab is closed and `log` must hold no problem. Answers
+ * the Sluice and the browser, there once beforeAll has run.
+ */
+export function sluiceInChromium(env: Record<string, string>, log: ProblemLog): { sluice: Sluice; browser: Browser } {
+  const started = {} as { sluice: Sluice; browser: Browser };
+  beforeAll(async () => {
+    [started.sluice, started.browser] = await Promise.all([startEmbedded(env), launchChromium()]);
+  });
+  afterAll(async () => {
+    await started.browser?.close();
+    await started.sluice?.stop();
+  });
+  afterEach(async () => {
+    for (const context of started.browser.contexts()) await context.close();
+    expect(log.take()).toEqual([]);
+  });
+  return started;
 }
 
 /**

@@ -1,32 +1,17 @@
 // The console in real Chromium against a Sluice with API_TOKEN and API_READ_TOKEN: it asks for
 // the token when the API answers 401, keeps it for the tab's session only (sessionStorage), reads
 // with the read token and is refused (403) when it tries to write with it.
-import type { Browser, Page } from "playwright-core";
-import type { Sluice } from "../../runtime";
-import { startEmbedded } from "../support/env";
-import { CHROMIUM_AVAILABLE, launchChromium, openConsole, ProblemLog, screenshot } from "./console-harness";
+import type { Page } from "playwright-core";
+import { CHROMIUM_AVAILABLE, openConsole, ProblemLog, screenshot, sluiceInChromium } from "./console-harness";
 
 const WRITE = "dashboard-write-token-0123456789";
 const READ = "dashboard-read-token-0123456789";
 
 (CHROMIUM_AVAILABLE ? describe : describe.skip)("the console asks for a token (Chromium)", () => {
-  let sluice: Sluice;
-  let browser: Browser;
   const log = new ProblemLog();
+  const started = sluiceInChromium({ API_TOKEN: WRITE, API_READ_TOKEN: READ }, log);
 
-  beforeAll(async () => {
-    [sluice, browser] = await Promise.all([startEmbedded({ API_TOKEN: WRITE, API_READ_TOKEN: READ }), launchChromium()]);
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await sluice?.stop();
-  });
-  afterEach(async () => {
-    for (const context of browser.contexts()) await context.close();
-    expect(log.take()).toEqual([]);
-  });
-
-  const open = (): Promise<Page> => openConsole(browser, log, sluice.apiUrl!, "/throttle");
+  const open = (): Promise<Page> => openConsole(started.browser, log, started.sluice.apiUrl!, "/throttle");
   const logIn = async (page: Page, token: string) => {
     await page.locator("#login").waitFor({ state: "visible" });
     await page.fill("#login input[name=token]", token);
@@ -45,7 +30,7 @@ const READ = "dashboard-read-token-0123456789";
     await page.locator("#session").waitFor({ state: "visible" });
     expect(await page.evaluate('[sessionStorage.getItem("sluice.token"), localStorage.length, document.cookie]')).toEqual([WRITE, 0, ""]);
 
-    await page.goto(`${sluice.apiUrl}/#/jobs`);
+    await page.goto(`${started.sluice.apiUrl}/#/jobs`);
     await page.fill("#insert input[name=rows]", "1000");
     await page.click("#insert button");
     await page.waitForURL(/#\/jobs\/\d+$/);
@@ -68,7 +53,7 @@ const READ = "dashboard-read-token-0123456789";
     await logIn(page, READ);
     await page.locator("#limits tbody tr").first().waitFor();
     await page.locator("#read-only").waitFor();
-    await page.goto(`${sluice.apiUrl}/#/jobs`);
+    await page.goto(`${started.sluice.apiUrl}/#/jobs`);
     await page.locator("#jobs-title").waitFor();
     expect(await page.locator("#insert").count()).toBe(0);
     const refused = await page.evaluate(

@@ -1,16 +1,18 @@
 // The API the console is built on, on a real Postgres: job history, retries, search, cleanup and
 // retention, crawl failures and pause, queue pause, the event stream, and counts kept with their
 // writes. Everything is checked against the database with a client of the test's own.
-import pg from "pg";
+import type pg from "pg";
 import { QueryTypes } from "sequelize";
 import { inSlowLane } from "../../lib/platform/db";
 import type { Sluice } from "../../runtime";
 import { serveGeneratedSite, type GeneratedSiteServer } from "../../fixtures/site-server";
 import { waitUntilFinished } from "../../fixtures/api-client";
+import type { ScratchDatabase } from "../../fixtures/scratch-db";
 import { createTestDatabase, describeWithServers, http, startEmbedded, waitFor } from "../support/env";
+import { startPostgresSluice, stopPostgresSluice } from "../support/postgres-sluice";
 
 describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: ScratchDatabase;
   let sluice: Sluice;
   let direct: pg.Client;
   let site: GeneratedSiteServer;
@@ -23,26 +25,20 @@ describeWithServers(["DATABASE_URL"], "the console's API on Postgres", () => {
   const acceptInserts = () => sql("ALTER TABLE rows DROP CONSTRAINT IF EXISTS reject_all");
 
   beforeAll(async () => {
-    db = await createTestDatabase();
     site = await serveGeneratedSite({ pages: 20, faults: true });
-    sluice = await startEmbedded({
-      DATABASE_URL: db.url,
+    ({ db, sluice, direct } = await startPostgresSluice({
       JOB_MAX_ATTEMPTS: "2",
       JOB_HEARTBEAT_MS: "200",
       INSERT_BATCH_ROWS: "1000",
       CRAWL_ALLOW_HOSTS: "127.0.0.1",
       CRAWL_FETCH_TIMEOUT_MS: "1000",
       JOB_RETENTION: "1h",
-    });
+    }));
     api = sluice.apiUrl!;
-    direct = new pg.Client({ connectionString: db.url });
-    await direct.connect();
   }, 60_000);
   afterAll(async () => {
-    await direct?.end();
-    await sluice?.stop();
+    await stopPostgresSluice({ db, sluice, direct });
     await site?.close();
-    await db?.drop();
   });
 
   it("a job's history lists each change oldest first, and a retry runs it again with its history kept", async () => {

@@ -1,22 +1,8 @@
 // The embedded default (one process, PGlite, in-memory channel) crawling real sites served on loopback.
 import { SAMPLE_SITE_EXPECTED, serveGeneratedSite, serveSampleSite, type SiteServer } from "../../fixtures/site-server";
 import type { Sluice } from "../../runtime";
-import type { CrawlView } from "../../services/crawls.service";
+import { crawlToEnd } from "../support/crawls";
 import { http, startEmbedded, waitFor } from "../support/env";
-import { isFinished } from "../../fixtures/api-client";
-
-async function crawlToEnd(sluice: Sluice, body: object, timeoutMs = 60_000): Promise<CrawlView> {
-  const created = await http(sluice.apiUrl!, "POST", "/api/crawls", body);
-  expect(created.status).toBe(202);
-  return waitFor(
-    async () => {
-      const { body: crawl } = await http(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`);
-      return isFinished(crawl.status) ? (crawl as CrawlView) : undefined;
-    },
-    timeoutMs,
-    `crawl ${created.body.id} to finish`,
-  );
-}
 
 describe("embedded crawl of the bundled sample site", () => {
   let sluice: Sluice;

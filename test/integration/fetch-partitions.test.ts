@@ -4,7 +4,7 @@
 import { QueryTypes } from "sequelize";
 import { fetchPartitions, maintainFetchPartitions, recordHistory, type FetchHistoryRecord } from "../../models/page-fetches";
 import type { Sluice } from "../../runtime";
-import { DATABASE_URL, createTestDatabase, startEmbedded } from "../support/env";
+import { startOnStore } from "../support/env";
 
 const fetchAt = (iso: string): FetchHistoryRecord => ({
   url: `http://site.test/${iso}`,
@@ -26,23 +26,13 @@ const modes: [string, boolean][] = [
 
 describe.each(modes)("page_fetches partitions on %s", (_mode, embedded) => {
   let sluice: Sluice;
-  let dropDb: (() => Promise<void>) | null = null;
-  // The crawler role alone: no api node, so no maintenance of its own runs on the real clock.
-  const env = { SERVICES: "crawler" };
+  let stop: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
-    if (embedded) sluice = await startEmbedded(env);
-    else {
-      if (!DATABASE_URL) throw new Error("DATABASE_URL is not set");
-      const db = await createTestDatabase();
-      dropDb = () => db.drop();
-      sluice = await startEmbedded({ ...env, DATABASE_URL: db.url });
-    }
+    // The crawler role alone: no api node, so no maintenance of its own runs on the real clock.
+    ({ sluice, stop } = await startOnStore(embedded, { SERVICES: "crawler" }));
   });
-  afterAll(async () => {
-    await sluice?.stop();
-    await dropDb?.();
-  });
+  afterAll(() => stop?.());
 
   const sql = <T extends object>(query: string, bind: unknown[] = []) => sluice.db.query<T>(query, { bind, type: QueryTypes.SELECT });
   const placement = async () =>

@@ -1,12 +1,17 @@
 // Bulk-insert jobs on a real Postgres (one process, in-process queue): all or none under stops
 // at random points, a pending job that never starts, and a job that fails every attempt.
-import pg from "pg";
+import type pg from "pg";
+import type { ScratchDatabase } from "../../fixtures/scratch-db";
 import type { Sluice } from "../../runtime";
-import { createTestDatabase, describeWithServers, http, startEmbedded, waitFor } from "../support/env";
+import { describeWithServers, http, startEmbedded, waitFor } from "../support/env";
+import { startPostgresSluice, stopPostgresSluice } from "../support/postgres-sluice";
 import { isFinished } from "../../fixtures/api-client";
 
+// One job at a time, so that a second one waits (pending) while the first runs.
+const env = { JOB_CONCURRENCY: "1", INSERT_BATCH_ROWS: "2000", JOB_HEARTBEAT_MS: "200" };
+
 describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: ScratchDatabase;
   let sluice: Sluice;
   let direct: pg.Client;
   let api = "";
@@ -24,18 +29,10 @@ describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
     );
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    // One job at a time, so that a second one waits (pending) while the first runs.
-    sluice = await startEmbedded({ DATABASE_URL: db.url, JOB_CONCURRENCY: "1", INSERT_BATCH_ROWS: "2000", JOB_HEARTBEAT_MS: "200" });
+    ({ db, sluice, direct } = await startPostgresSluice(env));
     api = sluice.apiUrl!;
-    direct = new pg.Client({ connectionString: db.url });
-    await direct.connect();
   }, 60_000);
-  afterAll(async () => {
-    await direct?.end();
-    await sluice?.stop();
-    await db?.drop();
-  });
+  afterAll(() => stopPostgresSluice({ db, sluice, direct }));
 
   it("a job left alone adds exactly n rows", async () => {
     const before = await count();
@@ -91,7 +88,7 @@ describeWithServers(["DATABASE_URL"], "bulk-insert jobs on Postgres", () => {
     expect(handedBack).toEqual({ status: "pending", attempts: 0, error: "handed back by a stopping node", node_id: null });
     expect(await count()).toBe(before);
     // In-process queue: the new process queues what is pending at start.
-    sluice = await startEmbedded({ DATABASE_URL: db.url, JOB_CONCURRENCY: "1", INSERT_BATCH_ROWS: "2000", JOB_HEARTBEAT_MS: "200" });
+    sluice = await startEmbedded({ DATABASE_URL: db.url, ...env });
     api = sluice.apiUrl!;
     expect(await finished(body.id)).toMatchObject({ status: "succeeded", attempts: 1, error: null });
     expect(await count()).toBe(before + 3_000_000);

@@ -6,10 +6,9 @@ import type http from "node:http";
 import { QueryTypes } from "sequelize";
 import { startTrackedServer, type SiteServer } from "../../fixtures/site/tracked-server";
 import { renderHtml } from "../../fixtures/site-server";
-import { isFinished } from "../../fixtures/api-client";
 import type { Sluice } from "../../runtime";
-import type { CrawlView } from "../../services/crawls.service";
-import { DATABASE_URL, createTestDatabase, http as api, startEmbedded, waitFor } from "../support/env";
+import { crawlToEnd } from "../support/crawls";
+import { createTestDatabase, http as api, startEmbedded, startOnStore, waitFor } from "../support/env";
 
 interface Site {
   server: SiteServer;
@@ -61,19 +60,6 @@ async function serveRecrawlSite(robots = ""): Promise<Site> {
   return site;
 }
 
-async function crawlToEnd(sluice: Sluice, body: object): Promise<CrawlView> {
-  const created = await api(sluice.apiUrl!, "POST", "/api/crawls", body);
-  expect(created.status).toBe(202);
-  return waitFor(
-    async () => {
-      const { body: crawl } = await api(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`);
-      return isFinished(crawl.status) ? (crawl as CrawlView) : undefined;
-    },
-    60_000,
-    `crawl ${created.body.id} to finish`,
-  );
-}
-
 interface StoredPage {
   id: number;
   url: string;
@@ -89,24 +75,15 @@ const modes: [string, boolean][] = [
 describe.each(modes)("recrawls on %s", (_mode, embedded) => {
   let sluice: Sluice;
   let site: Site;
-  let dropDb: (() => Promise<void>) | null = null;
+  let stop: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
     site = await serveRecrawlSite();
-    const env = { CRAWL_HOST_CONCURRENCY: "8" };
-    if (embedded) sluice = await startEmbedded(env);
-    else {
-      // In CI (REQUIRE_SERVICES=1) a missing server fails here rather than skipping.
-      if (!DATABASE_URL) throw new Error("DATABASE_URL is not set");
-      const db = await createTestDatabase();
-      dropDb = () => db.drop();
-      sluice = await startEmbedded({ ...env, DATABASE_URL: db.url });
-    }
+    ({ sluice, stop } = await startOnStore(embedded, { CRAWL_HOST_CONCURRENCY: "8" }));
   });
   afterAll(async () => {
-    await sluice?.stop();
+    await stop?.();
     await site?.server.close();
-    await dropDb?.();
   });
 
   const pages = async (): Promise<Map<string, StoredPage>> => {

@@ -2,9 +2,11 @@
 // API (every refusal names its field), misfires on explicit dates (next_run_at moved into the past
 // with SQL, as a scheduler that was down would leave it), catching up within the grace,
 // pause/resume, the SSRF check at each fire, on a real Postgres; and one tick on embedded PGlite.
-import pg from "pg";
+import type pg from "pg";
+import type { ScratchDatabase } from "../../fixtures/scratch-db";
 import type { Sluice } from "../../runtime";
-import { createTestDatabase, describeWithServers, http, startEmbedded, waitFor } from "../support/env";
+import { describeWithServers, http, startEmbedded, waitFor } from "../support/env";
+import { startPostgresSluice, stopPostgresSluice } from "../support/postgres-sluice";
 
 // Yearly: a schedule made with it fires only when a test moves its next run into the past.
 const YEARLY = "0 0 1 1 *";
@@ -18,7 +20,7 @@ interface Run {
 }
 
 describeWithServers(["DATABASE_URL"], "schedules on Postgres", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: ScratchDatabase;
   let sluice: Sluice;
   let direct: pg.Client;
   let api = "";
@@ -63,17 +65,10 @@ describeWithServers(["DATABASE_URL"], "schedules on Postgres", () => {
   };
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    sluice = await startEmbedded({ DATABASE_URL: db.url });
+    ({ db, sluice, direct } = await startPostgresSluice());
     api = sluice.apiUrl!;
-    direct = new pg.Client({ connectionString: db.url });
-    await direct.connect();
   }, 60_000);
-  afterAll(async () => {
-    await direct?.end();
-    await sluice?.stop();
-    await db?.drop();
-  });
+  afterAll(() => stopPostgresSluice({ db, sluice, direct }));
 
   it("creates (201, with nextRunAt), lists with pagination, gets with its runs, patches and deletes", async () => {
     const before = Date.now();

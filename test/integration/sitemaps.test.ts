@@ -4,10 +4,9 @@
 import zlib from "node:zlib";
 import { startTrackedServer, type SiteServer } from "../../fixtures/site/tracked-server";
 import { renderHtml } from "../../fixtures/site-server";
-import { isFinished } from "../../fixtures/api-client";
 import type { Sluice } from "../../runtime";
-import type { CrawlView } from "../../services/crawls.service";
-import { createTestDatabase, describeWithServers, http as api, startEmbedded, waitFor } from "../support/env";
+import { crawlToEnd } from "../support/crawls";
+import { createTestDatabase, describeWithServers, http as api, startEmbedded } from "../support/env";
 
 const urlset = (urls: string[]) =>
   `<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">${urls
@@ -72,25 +71,13 @@ describeWithServers(["DATABASE_URL"], "crawls seeded from sitemaps", () => {
     await drop?.();
   });
 
-  const crawlToEnd = async (body: object): Promise<CrawlView> => {
-    const created = await api(sluice.apiUrl!, "POST", "/api/crawls", body);
-    expect(created.status).toBe(202);
-    return waitFor(
-      async () => {
-        const { body: crawl } = await api(sluice.apiUrl!, "GET", `/api/crawls/${created.body.id}`);
-        return isFinished(crawl.status) ? (crawl as CrawlView) : undefined;
-      },
-      60_000,
-      `crawl ${created.body.id}`,
-    );
-  };
   const storedPaths = async (crawlId: number) => {
     const { body } = await api(sluice.apiUrl!, "GET", `/api/pages?crawl=${crawlId}&limit=100`);
     return (body.items as { url: string }[]).map((p) => new URL(p.url).pathname).sort();
   };
 
   it("finds the pages only the sitemaps list: robots.txt's index, its gzipped child, and /sitemap.xml", async () => {
-    const crawl = await crawlToEnd({ url: `${site.url}/`, sitemaps: true });
+    const crawl = await crawlToEnd(sluice, { url: `${site.url}/`, sitemaps: true });
     expect(crawl).toMatchObject({ status: "succeeded", sitemaps: true });
     // Off-origin entries and sitemaps are left out; /private is admitted like any same-origin link,
     // and skipped by robots.txt without being fetched.
@@ -101,13 +88,13 @@ describeWithServers(["DATABASE_URL"], "crawls seeded from sitemaps", () => {
 
   it("without sitemaps: true, reads none", async () => {
     site.resetStats();
-    const crawl = await crawlToEnd({ url: `${site.url}/` });
+    const crawl = await crawlToEnd(sluice, { url: `${site.url}/` });
     expect(crawl.pages.discovered).toBe(1);
     expect(site.requests.map((r) => r.path).filter((p) => p.includes("sitemap"))).toEqual([]);
   });
 
   it("holds max_pages", async () => {
-    const crawl = await crawlToEnd({ url: `${site.url}/`, sitemaps: true, maxPages: 3 });
+    const crawl = await crawlToEnd(sluice, { url: `${site.url}/`, sitemaps: true, maxPages: 3 });
     expect(crawl.status).toBe("succeeded");
     expect(crawl.pages.discovered).toBe(3);
   });

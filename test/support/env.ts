@@ -52,5 +52,32 @@ export async function createTestDatabase(): Promise<ScratchDatabase> {
   return createScratchDatabase(DATABASE_URL, "sluice_test");
 }
 
+/**
+ * A Sluice with `env` on the embedded default (PGlite), or on a fresh database of the real server
+ * (in CI, REQUIRE_SERVICES=1, a missing server fails here rather than skipping); `stop()` stops it
+ * and drops that database.
+ */
+export async function startOnStore(
+  embedded: boolean,
+  env: Record<string, string> = {},
+): Promise<{ sluice: Sluice; stop: () => Promise<void> }> {
+  if (embedded) {
+    const sluice = await startEmbedded(env);
+    return { sluice, stop: () => sluice.stop() };
+  }
+  const db = await createTestDatabase();
+  try {
+    const sluice = await startEmbedded({ ...env, DATABASE_URL: db.url });
+    const stop = async () => {
+      await sluice.stop();
+      await db.drop();
+    };
+    return { sluice, stop };
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+}
+
 export { waitFor } from "../../fixtures/polling";
 export { http, type HttpResult } from "../../fixtures/api-client";
