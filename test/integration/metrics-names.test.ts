@@ -276,14 +276,16 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
 
   // Each of these ends an attempt outside the runner that counts the usual outcomes: a pending job
   // stopped, a crawl cancelled, a blocking insert. Each must still be counted once.
-  it("counts outcomes that end outside a job runner: a pending job stopped, a crawl cancelled, a blocking insert", async () => {
+  it("counts outcomes that end outside a job runner: a pending job stopped, a crawl cancelled, a blocking insert, a refused upload", async () => {
     const count = async (kind: string, outcome: string) => {
       const line = (await scrape())
         .split("\n")
         .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes(`kind="${kind}"`) && l.includes(`outcome="${outcome}"`));
       return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
     };
-    const before = await Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded")]);
+    const counted = () =>
+      Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded"), count("import", "failed")]);
+    const before = await counted();
 
     // Paused queues keep both jobs pending, so only the stop and the cancel end them.
     for (const name of ["insert", "crawl"]) expect((await http(api, "PATCH", `/api/queues/${name}`, { paused: true })).status).toBe(200);
@@ -296,10 +298,17 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
       for (const name of ["insert", "crawl"]) await http(api, "PATCH", `/api/queues/${name}`, { paused: false });
     }
     expect((await http(api, "POST", "/api/inserts/sync", { rows: 10 })).body.status).toBe("succeeded");
+    // An upload whose data Postgres refuses: its job ends failed in the upload's own request.
+    const upload = await fetch(`${api}/api/imports?table=rows&header=false&columns=name,value`, {
+      method: "POST",
+      headers: { "content-type": "text/csv" },
+      body: "a,1\nb,notanumber\n",
+    });
+    expect(upload.status).toBe(422);
 
     // The crawl's count follows its announcement, which is not awaited.
     await waitFor(async () => ((await count("crawl", "cancelled")) > before[1] ? true : undefined), 5_000, "the crawl's cancel counted");
-    const after = await Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded")]);
-    expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1]);
+    const after = await counted();
+    expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1, 1]);
   });
 });
