@@ -7,13 +7,15 @@ import type { Sequelize } from "sequelize";
 import { EVENT_CRAWL_FINISHED, EVENT_JOBS_UPDATED } from "../lib/platform/names";
 import { crawlJobs, finishIfDone, withCrawlProgress } from "../models/crawls";
 import { presentJob, type JobRow } from "../models/jobs";
-import { jobEnded, runSeconds } from "./metrics";
+import { jobEnded, runSeconds, type JobOutcome } from "./metrics";
 
 type Warns = { warn(...args: unknown[]): void };
 /** A broker, or an action's context (whose broadcast carries the caller's trace). */
 export type Broadcaster = { broadcast(event: string, payload: unknown): Promise<unknown> } & (
   { logger: Warns; metrics: MetricRegistry } | { broker: { logger: Warns; metrics: MetricRegistry } }
 );
+
+const metricsOf = (via: Broadcaster): MetricRegistry => ("broker" in via ? via.broker.metrics : via.metrics);
 
 export function announce(via: Broadcaster, event: string, payload: unknown): void {
   via
@@ -34,7 +36,7 @@ export function announceJob(via: Broadcaster, job: JobRow | null): void {
 export function announceEnded(via: Broadcaster, job: JobRow | null): void {
   if (!job) return;
   announceJob(via, job);
-  const metrics = "broker" in via ? via.broker.metrics : via.metrics;
+  const metrics = metricsOf(via);
   if (job.status === "pending") jobEnded(metrics, job.kind, "retried", null);
   else if (job.status === "succeeded" || job.status === "failed" || job.status === "cancelled")
     jobEnded(metrics, job.kind, job.status, runSeconds(job));
@@ -45,16 +47,24 @@ export function announceEnded(via: Broadcaster, job: JobRow | null): void {
  * crawler's sweep, the ingestor); only the one whose UPDATE ended the crawl gets its status, so
  * the crawl's outcome is counted there, once.
  */
-export async function finishAndAnnounce(db: Sequelize, via: Broadcaster & { metrics: MetricRegistry }, crawlId: number): Promise<void> {
+export async function finishAndAnnounce(db: Sequelize, via: Broadcaster, crawlId: number): Promise<void> {
   const status = await finishIfDone(db, crawlId);
   if (status) {
     announce(via, EVENT_CRAWL_FINISHED, { id: crawlId, status });
-    let job: JobRow | undefined;
-    try {
-      [job] = await announceCrawlJobs(db, via, [crawlId]);
-    } finally {
-      jobEnded(via.metrics, "crawl", status === "succeeded" ? "succeeded" : "failed", job ? runSeconds(job) : null);
-    }
+    await announceCrawlEnded(db, via, crawlId, status === "succeeded" ? "succeeded" : "failed");
+  }
+}
+
+/**
+ * The jobs.updated event of a crawl's job after the write that ended the crawl here (it finished,
+ * or was cancelled), with its outcome counted once, even when the announcement fails.
+ */
+export async function announceCrawlEnded(db: Sequelize, via: Broadcaster, crawlId: number, outcome: JobOutcome): Promise<void> {
+  let job: JobRow | undefined;
+  try {
+    [job] = await announceCrawlJobs(db, via, [crawlId]);
+  } finally {
+    jobEnded(metricsOf(via), "crawl", outcome, job ? runSeconds(job) : null);
   }
 }
 

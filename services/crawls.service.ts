@@ -17,8 +17,7 @@ import {
   type CrawlStatus,
 } from "../models/crawls";
 import { listFailures } from "../models/frontier";
-import { announce, announceCrawlJobs, announceJob } from "./announce";
-import { jobEnded, runSeconds } from "./metrics";
+import { announce, announceCrawlEnded, announceJob } from "./announce";
 import type { HttpMeta, Runtime } from "../lib/contracts";
 
 export const DEFAULT_MAX_PAGES = 1000;
@@ -193,12 +192,7 @@ export default function crawlsService({ db, config, ownPorts }: Runtime): Servic
           if (cancelled) {
             // Not awaited: the cancel is committed; the event is news, and a reader sees the row.
             // The outcome is counted here, where the one UPDATE that cancelled it ran.
-            void announceCrawlJobs(db, this.broker, [cancelled.id])
-              .then(
-                ([job]) => job ?? null,
-                () => null,
-              )
-              .then((job) => jobEnded(this.broker.metrics, "crawl", "cancelled", job ? runSeconds(job) : null));
+            void announceCrawlEnded(db, this.broker, cancelled.id, "cancelled").catch(() => {});
             return view(cancelled);
           }
           const crawl = await getCrawl(db, ctx.params.id);

@@ -7,6 +7,9 @@ import { nodesRunning } from "../../moleculer.config";
 // hear from every node (one heartbeat): before that, an empty registry means nothing.
 const DISCOVERY_GRACE_MS = 5_000;
 
+/** The lease holder a node's broker metadata names (every Sluice node has one). */
+const leaseHolderOf = (n: { metadata: unknown }): string | undefined => (n.metadata as { leaseHolder?: string } | null)?.leaseHolder;
+
 /**
  * Whether the process named `holder` (its broker metadata leaseHolder) is no longer a member: it
  * has left the registry, or has sent no heartbeat for heartbeatTimeout. The second is what the
@@ -19,9 +22,7 @@ export function holderAbsence(broker: ServiceBroker, ownHolder: string): (holder
   return (holder) => {
     if (holder === ownHolder || Date.now() - startedAt < DISCOVERY_GRACE_MS) return false;
     const silent = (n: { local: boolean; lastHeartbeatTime: number }) => !n.local && process.uptime() - n.lastHeartbeatTime > timeoutS;
-    return !broker.registry.nodes
-      .toArray()
-      .some((n) => n.available && !silent(n) && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder === holder);
+    return !broker.registry.nodes.toArray().some((n) => n.available && !silent(n) && leaseHolderOf(n) === holder);
   };
 }
 
@@ -36,7 +37,7 @@ export function budgetMembers(broker: ServiceBroker): () => string[] {
   return () =>
     broker.registry.nodes
       .toArray()
-      .filter((n) => n.available && (n.metadata as { leaseHolder?: string } | null)?.leaseHolder !== undefined)
+      .filter((n) => n.available && leaseHolderOf(n) !== undefined)
       .map((n) => n.id)
       .sort();
 }
