@@ -28,7 +28,7 @@ export interface StoredCopy {
 }
 
 export interface FetchRecord {
-  /** unchanged: the stored page is current (a 304, or the same body); its row is kept as it is. */
+  /** unchanged: the stored page is current (a 304, or the same body); its row is kept as it is, but for its validators. */
   state: "fetched" | "failed" | "skipped" | "unchanged";
   reason: string | null;
   httpStatus: number | null;
@@ -37,6 +37,12 @@ export interface FetchRecord {
   linkDepth: number;
   /** The fetch's history row, written with the outcome (a fetched page's is the ingestor's to write). */
   history?: FetchHistoryRecord;
+  /**
+   * unchanged only: the validators the server now gives the stored page. A server may change
+   * them while the body stays the same (a redeploy), and the next recrawl must ask with these,
+   * not the stored ones, to be answered 304: they are written to the page's row where they differ.
+   */
+  revalidated?: { etag: string | null; lastModified: string | null };
 }
 
 /**
@@ -167,6 +173,9 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
     "JOIN settled s ON s.crawl_id = h.crawl_id AND s.url = h.url",
   );
   const links = linkStatements(8 + history.bind.length);
+  const linkBind = links.bind(found);
+  const revalidated = items.filter((i) => i.rec.revalidated);
+  const v = 8 + history.bind.length + linkBind.length;
   return db.transaction(async (t) => {
     const rows = await select<{ kind: "held" | "fresh"; crawl_id: number; url: string; depth: number | null }>(
       db,
@@ -179,6 +188,11 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
           WHERE u.crawl_id = k.crawl_id AND u.url = k.url AND u.state = 'fetching' AND u.leased_by = $1
          RETURNING u.crawl_id, u.url),
        history AS (${history.sql}),
+       revalidated AS (
+         UPDATE pages p SET etag = r.etag, last_modified = r.last_modified
+           FROM unnest($${v}::int[], $${v + 1}::text[], $${v + 2}::text[], $${v + 3}::text[]) AS r(crawl_id, url, etag, last_modified)
+           JOIN settled s ON s.crawl_id = r.crawl_id AND s.url = r.url
+          WHERE p.url = r.url AND (p.etag IS DISTINCT FROM r.etag OR p.last_modified IS DISTINCT FROM r.last_modified)),
        shallower AS (${links.shallower})
        SELECT 'held' AS kind, crawl_id, url, NULL::int AS depth FROM settled
        UNION ALL SELECT 'fresh', * FROM (${links.fresh}) fresh`,
@@ -191,7 +205,11 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
         items.map((i) => i.rec.reason),
         items.map((i) => i.rec.httpStatus),
         ...history.bind,
-        ...links.bind(found),
+        ...linkBind,
+        revalidated.map((i) => i.lease.crawlId),
+        revalidated.map((i) => i.lease.url),
+        revalidated.map((i) => i.rec.revalidated!.etag),
+        revalidated.map((i) => i.rec.revalidated!.lastModified),
       ],
       t,
     );

@@ -407,6 +407,7 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
               links: sameSite(stored.links),
               linkDepth: lease.depth + 1,
               history: history("unchanged", validators),
+              revalidated: { etag: outcome.etag, lastModified: outcome.lastModified },
             };
           } else {
             const { title, links } = extractPage(outcome.body, outcome.url);
@@ -453,6 +454,8 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
               lastModified: outcome.lastModified,
               contentHash: lease.stored?.contentHash ?? null,
             }),
+            // fetchPage kept the stored validators a 304 left out.
+            revalidated: { etag: outcome.etag, lastModified: outcome.lastModified },
           };
         } else if (outcome.kind === "redirect") {
           // The target is crawled as a URL of its own, so each page is stored once under the URL that serves it.

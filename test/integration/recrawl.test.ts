@@ -160,6 +160,44 @@ describe.each(modes)("recrawls on %s", (_mode, embedded) => {
     expect(JSON.stringify(bad.body)).toContain("since");
   });
 
+  it("keeps the validators a server changed while the body stayed the same, so the next recrawl gets its 304", async () => {
+    // One page whose ETag changes with each version (a redeploy, say) while its body does not.
+    let version = 1;
+    const asked: (string | undefined)[] = [];
+    const { site: retagged } = await startTrackedServer((req, res) => {
+      if (req.url !== "/") return res.writeHead(404).end();
+      asked.push(req.headers["if-none-match"]);
+      const tag = `"r${version}"`;
+      if (req.headers["if-none-match"] === tag) return res.writeHead(304, { etag: tag }).end();
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", etag: tag }).end(renderHtml("Retagged"));
+    });
+    try {
+      const page = async () => {
+        const { body } = await api(sluice.apiUrl!, "GET", "/api/pages?limit=100");
+        const { id } = (body.items as { id: number; url: string }[]).find((p) => p.url === `${retagged.url}/`)!;
+        return (await api(sluice.apiUrl!, "GET", `/api/pages/${id}`)).body;
+      };
+      const storedTag = async () => (await page()).etag;
+      expect((await crawlToEnd(sluice, { url: `${retagged.url}/` })).pages).toMatchObject({ stored: 1, unchanged: 0 });
+      expect(await storedTag()).toBe('"r1"');
+      version = 2;
+      // Asked with "r1", answered in full with "r2" and the same body: unchanged, and "r2" kept.
+      expect((await crawlToEnd(sluice, { url: `${retagged.url}/` })).pages).toMatchObject({ stored: 0, unchanged: 1 });
+      expect(await storedTag()).toBe('"r2"');
+      // So the third crawl asks with "r2", and is answered 304.
+      expect((await crawlToEnd(sluice, { url: `${retagged.url}/` })).pages).toMatchObject({ stored: 0, unchanged: 1 });
+      expect(asked).toEqual([undefined, '"r1"', '"r2"']);
+      const history = (await api(sluice.apiUrl!, "GET", `/api/pages/${(await page()).id}/fetches`)).body.items;
+      expect(history.map((f: { outcome: string; status: number; etag: string }) => [f.outcome, f.status, f.etag])).toEqual([
+        ["unchanged", 304, '"r2"'],
+        ["unchanged", 200, '"r2"'],
+        ["fetched", 200, '"r1"'],
+      ]);
+    } finally {
+      await retagged.close();
+    }
+  });
+
   it("spaces a site's requests by at least its robots.txt Crawl-delay", async () => {
     const polite = await serveRecrawlSite("User-agent: *\nCrawl-delay: 0.4\n");
     try {
