@@ -21,6 +21,10 @@ import { describeNode, RELAYED_EVENTS, serveVendor, type ClusterNode } from "./c
 import { docsAssetHeaders, docsPageHeaders, DOCS_PAGE, openApiDocument, serveDocsVendor } from "./api-docs";
 
 const READY_CHECK_TIMEOUT_MS = 2_000;
+// Moleculer tells the other nodes about this node's services a second after they last changed
+// (transit.serviceChangedDebounceTime, left at its default), and delivery takes a moment more.
+// Until then no other node sends it events: a console connected here would miss them.
+const ANNOUNCE_MS = 1_000 + 500;
 // A connection that sends nothing for this long is closed (an upload that stalled, say).
 const IDLE_SOCKET_TIMEOUT_MS = 120_000;
 // How often connected consoles get the limits' and queues' figures.
@@ -182,6 +186,9 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
           await probe("transporter", async () => {
             if (!this.broker.transit?.connected) throw new Error("not connected");
           });
+          if (checks.transporter === "ok" && Date.now() - Date.parse(boot.since) < ANNOUNCE_MS) {
+            checks.transporter = "announcing this node's services to the cluster";
+          }
         }
         if (config.redisUrl) {
           if (!redis) {

@@ -16,6 +16,21 @@ describeWithServers(["DATABASE_URL", "NATS_URL"], "the event stream across nodes
     const watched = await cluster.start("watched", { services: "api" });
     const other = await cluster.start("other", { services: "api" });
     const worker = await cluster.start("worker", { services: "ingestor" });
+    // The api node says it is not ready until the other nodes have had time to learn of it.
+    const answers: any[] = [];
+    await waitFor(
+      async () => {
+        const res = await http(watched.api, "GET", "/api/ready").catch(() => null);
+        if (res) answers.push(res.body);
+        return res?.status === 200 ? true : undefined;
+      },
+      60_000,
+      "the watched node to be ready",
+    );
+    expect(answers).toContainEqual({
+      ready: false,
+      checks: { database: "ok", transporter: "announcing this node's services to the cluster" },
+    });
     await cluster.waitForNodes(["watched", "other", "worker"]);
 
     const controller = new AbortController();
