@@ -4,6 +4,7 @@
 import { ServiceBroker } from "moleculer";
 import { createCluster, type Cluster } from "../support/cluster";
 import { describeWithServers, http, NATS_URL, waitFor } from "../support/env";
+import { freePort } from "../../fixtures/node-process";
 
 const BUDGET = 6;
 
@@ -23,10 +24,22 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
       `job ${id} to make progress`,
     );
 
+  // The api node runs the reaper, and counts the outcome of each attempt it ends.
+  let apiMetrics = "";
+  const retriedInserts = async () => {
+    const text = await (await fetch(apiMetrics)).text();
+    const line = text
+      .split("\n")
+      .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes('kind="insert"') && l.includes('outcome="retried"'));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+  };
+
   beforeAll(async () => {
     // Fast heartbeats: a dead runner's claim goes stale in 1.5 s.
     cluster = await createCluster({ redis: true, env: { DB_BUDGET: String(BUDGET), JOB_HEARTBEAT_MS: "500" } });
-    await cluster.ready(await cluster.start("api", { services: "api" }));
+    const metricsPort = await freePort();
+    apiMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
+    await cluster.ready(await cluster.start("api", { services: "api", env: { METRICS_PORT: String(metricsPort) } }));
   }, 90_000);
 
   afterAll(() => cluster?.cleanup(), 60_000);
@@ -122,6 +135,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
     const { body } = await http(cluster.api, "POST", "/api/inserts", { rows });
     const victim = await runningOn(body.id);
     expect(victim).toBe(alive[0]!.name);
+    const retriedBefore = await retriedInserts();
     alive[0]!.kill();
 
     // The reaper notices the node is gone: the job is not left running.
@@ -136,6 +150,8 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
     expect(reaped).toMatchObject({ attempts: 1, nodeId: null });
     expect(reaped.error).toContain(victim);
     expect(await count()).toBe(before);
+    // The reaper's write ended the attempt, so its node counted the outcome: once.
+    expect(await retriedInserts()).toBe(retriedBefore + 1);
 
     await ingestor("ingestor-c");
     const end = await finished(body.id);

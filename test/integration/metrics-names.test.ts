@@ -311,4 +311,30 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
     const after = await counted();
     expect(after.map((n, i) => n - before[i]!)).toEqual([1, 1, 1, 1]);
   });
+
+  // The transporter refusing the message (NATS unreachable, say) is simulated on the broker: the
+  // job row, its status and the count are the real ones.
+  it("a job that could not be queued answers 503 NOT_QUEUED, ends failed with nothing loaded, and is counted once", async () => {
+    const failed = async () => {
+      const line = (await scrape())
+        .split("\n")
+        .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes('kind="insert"') && l.includes('outcome="failed"'));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+    };
+    const before = await failed();
+    const broker = sluice.broker as unknown as { sendToChannel: (...args: unknown[]) => Promise<unknown> };
+    const send = broker.sendToChannel;
+    broker.sendToChannel = () => Promise.reject(new Error("the transporter is down"));
+    let res;
+    try {
+      res = await http(api, "POST", "/api/inserts", { rows: 100 });
+    } finally {
+      broker.sendToChannel = send;
+    }
+    expect(res.status).toBe(503);
+    expect(res.body.error).toMatchObject({ code: "NOT_QUEUED", details: { id: expect.any(Number) } });
+    const job = (await http(api, "GET", `/api/jobs/${res.body.error.details.id}`)).body;
+    expect(job).toMatchObject({ status: "failed", progress: { done: 0 }, error: expect.stringContaining("could not be queued") });
+    expect(await failed()).toBe(before + 1);
+  });
 });
