@@ -118,6 +118,14 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
       },
     },
 
+    methods: {
+      // moleculer-web logs a 5xx here as text before it sends the error; onError above logs it
+      // once, with its error as a field, so the gateway's line would be the same fault twice.
+      errorHandler(req: IncomingMessage, res: ServerResponse, err: unknown) {
+        (this as unknown as { sendError(q: IncomingMessage, s: ServerResponse, e: unknown): void }).sendError(req, res, err);
+      },
+    },
+
     actions: {
       // The broker's retry policy must not re-run the HTTP handler: by then it has consumed the
       // route prefix of req.url, and a retried request falls through to a 404. The actions it
