@@ -6,7 +6,7 @@
 import type { Logger, MetricRegistry } from "moleculer";
 import type { Sequelize, Transaction } from "sequelize";
 import type { JobSettings } from "../lib/platform/config";
-import { JobStoppedError, NotQueuedError, PermanentJobError } from "../lib/platform/errors";
+import { jobErrorText, JobStoppedError, NotQueuedError, PermanentJobError } from "../lib/platform/errors";
 import { CHANNEL_JOBS } from "../lib/platform/names";
 import { announceEnded, type Broadcaster } from "./announce";
 import { batchSizes, randomRowsCopyText } from "../lib/loading/random-rows";
@@ -281,7 +281,7 @@ export async function runBulkJob(deps: BulkJobDeps, id: number, signal: AbortSig
       await ended(row, "handed_back");
       throw err;
     }
-    const message = (err as Error).message;
+    const message = jobErrorText(err);
     // Bad data (say) fails the same way every time: no other attempt.
     const last = claim.attempt >= settings.maxAttempts || err instanceof PermanentJobError;
     // If this write fails too (the database is down), the reaper finds the job: its heartbeat

@@ -103,6 +103,21 @@ export class JobStoppedError extends Error {
   }
 }
 
+const MAX_DETAIL_CHARS = 300;
+
+/**
+ * A failed attempt's error as its job row keeps it. Postgres's message names only the constraint;
+ * its detail names the key or the row it refused ("Key (email)=(a@b.c) already exists."), which
+ * is what finds the line of a file to fix. pg keeps it in `detail`, Sequelize in `parent`.
+ */
+export function jobErrorText(err: unknown): string {
+  const e = (err ?? {}) as { message?: unknown; detail?: unknown; parent?: { detail?: unknown } };
+  const message = typeof e.message === "string" ? e.message : String(err);
+  const detail = [e.detail, e.parent?.detail].find((d): d is string => typeof d === "string" && d !== "");
+  if (!detail) return message;
+  return `${message}: ${detail.length > MAX_DETAIL_CHARS ? `${detail.slice(0, MAX_DETAIL_CHARS)}…` : detail}`;
+}
+
 /** A job failure that another attempt would only repeat (bad data, say): the job fails at once. */
 export class PermanentJobError extends Error {
   constructor(message: string) {

@@ -49,7 +49,7 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
     await direct.connect();
     sluice = await startEmbedded({
       DATABASE_URL: db.url,
-      IMPORT_TABLES: "rows,orders",
+      IMPORT_TABLES: "rows,orders,tags",
       IMPORT_MAX_BYTES: String(MAX_BYTES),
       JOB_HEARTBEAT_MS: "200",
       CRAWL_ALLOW_HOSTS: "127.0.0.1",
@@ -58,6 +58,7 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
     await sql(`CREATE TABLE orders (
       id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n integer NOT NULL, label text, amount numeric(12,2),
       at timestamptz, doc jsonb, created_at timestamptz NOT NULL DEFAULT now())`);
+    await sql(`CREATE TABLE tags (name text PRIMARY KEY)`);
     files = http.createServer((req, res) => {
       if (req.url === "/orders.csv.gz") {
         res.writeHead(200, { "content-type": "text/csv" });
@@ -301,6 +302,17 @@ describeWithServers(["DATABASE_URL"], "imports through COPY", () => {
     ]);
     expect(await stagingTables()).toEqual([]);
     await sql(`UPDATE jobs SET status = 'cancelled', finished_at = now() WHERE id = $1`, [young.id]);
+  });
+
+  it("a file that breaks a unique key ends failed naming the key and its value, loads nothing, and leaves no staging", async () => {
+    const res = await upload(api, "table=tags", "name\nred\ngreen\nred\n");
+    expect(res.status).toBe(202);
+    const end = await finished(res.body.id);
+    expect(end.status).toBe("failed");
+    // Postgres's detail travels with its message: the value to look for in the file.
+    expect(end.error).toMatch(/duplicate key value violates unique constraint "tags_pkey": Key \(name\)=\(red\) already exists/);
+    expect(await count("tags")).toBe(0);
+    await waitFor(async () => ((await stagingTables()).length === 0 ? true : undefined), 10_000, "no staging");
   });
 
   it("a stop during the load rolls every row back, and the staging goes", async () => {
