@@ -71,7 +71,9 @@ describeWithServers(["DATABASE_URL", "NATS_URL"], "the event stream across nodes
       expect(text).toMatch(new RegExp(`event: jobs\\.updated\\ndata: \\{"id":${body.id},[^\\n]*"status":"running"`));
       expect((await http(other.api, "PATCH", "/api/queues/insert", { paused: true })).status).toBe(200);
       await until("the queue change on the stream", (t) => /event: queues\.changed\ndata: \{"name":"insert","paused":true/.test(t));
-      worker.kill();
+      // A clean stop says goodbye at once; a killed node is seen gone only after the heartbeat
+      // timeout (15 s), which the dead-holders suite waits for.
+      await worker.stop("SIGTERM");
       await until("the worker to leave", (t) =>
         /event: nodes\.changed\ndata: \{"nodeId":"[^"]*worker[^"]*","state":"disconnected"\}/.test(t),
       );
