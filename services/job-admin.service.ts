@@ -11,7 +11,7 @@ import { deleteJobs, finishedJobIds, RETRYABLE_STATUSES, retryJob } from "../mod
 import { listJobEvents, presentJobEvent } from "../models/job-events";
 import { getIdTasks, replanIdTask } from "../models/id-tasks";
 import { FINISHED_JOB_STATUSES, getJob, JOB_KINDS, presentJob, type JobKind, type JobRow, type JobStatus } from "../models/jobs";
-import { claimMaintenance } from "../models/maintenance";
+import { autovacuumStandIn, claimMaintenance } from "../models/maintenance";
 import { maintainFetchPartitions } from "../models/page-fetches";
 import { inSlowLane } from "../lib/platform/db";
 import type { Runtime } from "../lib/contracts";
@@ -19,6 +19,8 @@ import { announce, announceEnded, announceJob } from "./announce";
 
 // How often each api node offers to run the maintenance; one of them runs it per period.
 export const MAINTENANCE_PERIOD_MS = 60_000;
+// How often the embedded database gets autovacuum's work done (it runs no autovacuum of its own).
+export const EMBEDDED_AUTOVACUUM_MS = 15_000;
 // An upload job younger than this may not have opened its transaction yet: never taken for interrupted.
 const UPLOAD_GRACE_MS = 60_000;
 // Jobs deleted per transaction by a bulk delete or the sweep: short transactions, short locks.
@@ -32,6 +34,8 @@ const kindParam = { type: "enum", values: [...JOB_KINDS], optional: true } as co
 interface AdminVars {
   timer: NodeJS.Timeout | null;
   sweeping: Promise<void> | null;
+  vacuumTimer?: NodeJS.Timeout;
+  vacuuming?: Promise<unknown> | null;
 }
 interface AdminMethods {
   requeue(job: JobRow): Promise<void>;
@@ -185,11 +189,22 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
       this.timer = setInterval(run, MAINTENANCE_PERIOD_MS);
       this.timer.unref();
       run();
+      if (config.databaseUrl === null) {
+        this.vacuumTimer = setInterval(() => {
+          this.vacuuming ??= inSlowLane(() => autovacuumStandIn(db))
+            .then((done) => done.length > 0 && this.logger.debug(`Embedded database: ${done.join(", ")}`))
+            .catch((err: unknown) => this.logger.warn("VACUUM/ANALYZE of the embedded database failed; the next period retries", err))
+            .finally(() => (this.vacuuming = null));
+        }, EMBEDDED_AUTOVACUUM_MS);
+        this.vacuumTimer.unref();
+      }
     },
 
     async stopped() {
       if (this.timer) clearInterval(this.timer);
+      if (this.vacuumTimer) clearInterval(this.vacuumTimer);
       await this.sweeping;
+      await this.vacuuming;
     },
   };
 }
