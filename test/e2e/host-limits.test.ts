@@ -17,7 +17,8 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
     cluster = await createCluster({
       redis: true,
       site: { pages: 240, delayMs: 160 },
-      env: { CRAWL_HOST_CONCURRENCY: String(CONCURRENCY), CRAWL_HOST_RATE: `${RATE_PER_S}/s` },
+      // 4 URLs a node at once (not 16): a small frontier is then shared by the three crawlers.
+      env: { CRAWL_HOST_CONCURRENCY: String(CONCURRENCY), CRAWL_HOST_RATE: `${RATE_PER_S}/s`, CRAWL_NODE_CONCURRENCY: "4" },
       stopSignal: "SIGTERM",
     });
     await cluster.start("api", { services: "api,ingestor" });
@@ -62,4 +63,26 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "cluster-wide per
       `per-host limits: ${starts.length} requests, peak in flight ${site.inFlightPeak}, max ${maxInWindow} starts in 1 s, mean ${meanRate.toFixed(2)}/s`,
     );
   }, 180_000);
+
+  it("spaces the three crawlers' requests to a site by its robots.txt Crawl-delay, together", async () => {
+    // 20/s and 4 at once would allow far more: only the Crawl-delay spaces these, on Redis.
+    const polite = await cluster.serveSite({ pages: 20, robots: "User-agent: *\nCrawl-delay: 0.5\n" });
+    const created = await http(cluster.api, "POST", "/api/crawls", { url: polite.entryUrl, maxDepth: MAX_MAX_DEPTH });
+    expect(created.status).toBe(202);
+    const crawl = await cluster.waitForCrawl(created.body.id, 120_000);
+    expect(crawl).toMatchObject({ status: "succeeded", pages: { stored: polite.expectedPages } });
+    // Each crawler reads robots.txt for itself; the pages' requests are the ones spaced.
+    const starts = polite.requests.filter((r) => r.path !== "/robots.txt").map((r) => r.start);
+    expect(starts).toHaveLength(polite.expectedPages);
+    const gaps = starts.slice(1).map((t, i) => Math.round(t - starts[i]!));
+    console.log(`Crawl-delay 0.5 s across three crawlers: gaps at the site ${gaps.join(", ")} ms`);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(500);
+    // And they were shared: more than one crawler fetched.
+    const { body: throttle } = await http(cluster.api, "GET", "/api/throttle");
+    const host = new URL(polite.url).host;
+    const fetchedBy = (throttle.nodes as { limiters: { resource: string; done: number }[] }[]).filter((n) =>
+      n.limiters.some((l) => l.resource === `fetch:${host}` && l.done > 0),
+    );
+    expect(fetchedBy.length).toBeGreaterThan(1);
+  }, 120_000);
 });
