@@ -11,6 +11,7 @@ import { createCluster, type Cluster, type ClusterNode } from "../support/cluste
 import { describeWithServers, http, waitFor } from "../support/env";
 import { freePort, isRunning } from "../support/processes";
 import { tcpProxy } from "../support/tcp-proxy";
+import { scrapeCount } from "../support/metrics";
 
 const REDIS_URL = process.env.REDIS_URL!;
 const BUDGET = 6;
@@ -90,11 +91,8 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "slots of dead ho
     return body.resources.find((r: ResourceRow) => r.resource === resource);
   };
   /** The node's sluice_throttle_reclaimed for `resource`: what it took back itself. */
-  const reclaimedMetric = async (node: ClusterNode, resource: string) => {
-    const text = await (await fetch(metricsUrls.get(node)!)).text();
-    const line = text.split("\n").find((l) => l.startsWith("sluice_throttle_reclaimed{") && l.includes(`resource="${resource}"`));
-    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
-  };
+  const reclaimedMetric = (node: ClusterNode, resource: string) =>
+    scrapeCount(metricsUrls.get(node)!, "sluice_throttle_reclaimed", { resource });
   /** The metric is reported every second: waits until it reaches `n`, and answers what it shows then. */
   const metricReaches = (node: ClusterNode, resource: string, n: number) =>
     waitFor(

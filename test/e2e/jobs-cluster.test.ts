@@ -5,6 +5,7 @@ import { ServiceBroker } from "moleculer";
 import { createCluster, type Cluster } from "../support/cluster";
 import { describeWithServers, http, NATS_URL, waitFor } from "../support/env";
 import { freePort } from "../../fixtures/node-process";
+import { scrapeCount } from "../support/metrics";
 
 const BUDGET = 6;
 
@@ -26,13 +27,7 @@ describeWithServers(["DATABASE_URL", "NATS_URL", "REDIS_URL"], "bulk-insert jobs
 
   // The api node runs the reaper, and counts the outcome of each attempt it ends.
   let apiMetrics = "";
-  const retriedInserts = async () => {
-    const text = await (await fetch(apiMetrics)).text();
-    const line = text
-      .split("\n")
-      .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes('kind="insert"') && l.includes('outcome="retried"'));
-    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
-  };
+  const retriedInserts = () => scrapeCount(apiMetrics, "sluice_job_outcomes", { kind: "insert", outcome: "retried" });
 
   beforeAll(async () => {
     // Fast heartbeats: a dead runner's claim goes stale in 1.5 s.

@@ -10,6 +10,7 @@ import { serveUpstream, type UpstreamServer } from "../../fixtures/upstream-serv
 import { isFinished } from "../../fixtures/api-client";
 import type { Sluice } from "../../runtime";
 import { http, startEmbedded, waitFor } from "../support/env";
+import { metricValue, scrapeCount } from "../support/metrics";
 
 const ROOT = path.join(__dirname, "..", "..");
 const DASHBOARD = path.join(ROOT, "deploy", "grafana", "sluice.json");
@@ -254,12 +255,7 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
     ).catch(() => "");
     expect(missing).toEqual([]);
 
-    const value = (name: string, labels: Record<string, string>) => {
-      const line = text
-        .split("\n")
-        .find((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)));
-      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
-    };
+    const value = (name: string, labels: Record<string, string>) => metricValue(text, name, labels);
     const outcome = (kind: string, o: string) => value("sluice_job_outcomes", { kind, outcome: o });
     expect([outcome("crawl", "succeeded"), outcome("insert", "succeeded"), outcome("id-task", "succeeded")]).toEqual([2, 1, 1]);
     expect([outcome("crawl", "failed"), outcome("insert", "failed"), outcome("import", "succeeded")]).toEqual([0, 0, 0]);
@@ -277,12 +273,7 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
   // Each of these ends an attempt outside the runner that counts the usual outcomes: a pending job
   // stopped, a crawl cancelled, a blocking insert. Each must still be counted once.
   it("counts outcomes that end outside a job runner: a pending job stopped, a crawl cancelled, a blocking insert, a refused upload", async () => {
-    const count = async (kind: string, outcome: string) => {
-      const line = (await scrape())
-        .split("\n")
-        .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes(`kind="${kind}"`) && l.includes(`outcome="${outcome}"`));
-      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
-    };
+    const count = (kind: string, outcome: string) => scrapeCount(sluice.metricsUrl!, "sluice_job_outcomes", { kind, outcome });
     const counted = () =>
       Promise.all([count("insert", "cancelled"), count("crawl", "cancelled"), count("insert", "succeeded"), count("import", "failed")]);
     const before = await counted();
@@ -315,12 +306,7 @@ describe("the dashboard's and the alerts' metrics are exported (embedded)", () =
   // The transporter refusing the message (NATS unreachable, say) is simulated on the broker: the
   // job row, its status and the count are the real ones.
   it("a job that could not be queued answers 503 NOT_QUEUED, ends failed with nothing loaded, and is counted once", async () => {
-    const failed = async () => {
-      const line = (await scrape())
-        .split("\n")
-        .find((l) => l.startsWith("sluice_job_outcomes{") && l.includes('kind="insert"') && l.includes('outcome="failed"'));
-      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
-    };
+    const failed = () => scrapeCount(sluice.metricsUrl!, "sluice_job_outcomes", { kind: "insert", outcome: "failed" });
     const before = await failed();
     const broker = sluice.broker as unknown as { sendToChannel: (...args: unknown[]) => Promise<unknown> };
     const send = broker.sendToChannel;
