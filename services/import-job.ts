@@ -10,7 +10,8 @@ import type { Config } from "../lib/platform/config";
 import { columnProblem, copyStatement, ImportDataError, type ImportSpec } from "../lib/loading/import-format";
 import { asDataError, openRecords, type ImportRecords } from "../lib/loading/import-stream";
 import { connectionOf } from "../lib/platform/bulk-copy";
-import { PermanentJobError } from "../lib/platform/errors";
+import { jobErrorText, PermanentJobError } from "../lib/platform/errors";
+import { sqlStateOf } from "../lib/api/http-error";
 import { assertPublicTarget, CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { USER_AGENT } from "../lib/crawl/robots";
 import { addToCount, countedByWriters } from "../models/counts";
@@ -64,7 +65,12 @@ async function loadStaged(
   let rows = 0;
   for (let from = 0; blocks !== null && from < blocks; from += MOVE_BLOCKS) {
     io.checkpoint();
-    rows += await moveStagedBlocks(connectionOf(t), jobId, spec, from, from + MOVE_BLOCKS);
+    rows += await moveStagedBlocks(connectionOf(t), jobId, spec, from, from + MOVE_BLOCKS).catch((err: unknown) => {
+      // The staged rows are the same at every attempt: a value or a constraint the target
+      // refuses (SQLSTATE class 22 or 23) would be refused again, after moving as many rows.
+      const sqlState = sqlStateOf(err);
+      throw sqlState?.startsWith("22") || sqlState?.startsWith("23") ? new PermanentJobError(jobErrorText(err)) : err;
+    });
     io.progress(rows, { phase: "loading" });
   }
   // An unlogged table is emptied by crash recovery: the upload is gone, and saying so beats loading part of it.
