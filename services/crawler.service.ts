@@ -39,6 +39,7 @@ import { ThrottleMixin, type ThrottleMethods } from "../mixins/throttle.mixin";
 import type { Runtime } from "../lib/contracts";
 import type { PageRecord } from "../models/pages";
 import { Batcher } from "../lib/platform/batcher";
+import { isDataFault } from "../lib/api/http-error";
 import { FETCH_DURATION, observeFetch } from "./metrics";
 
 // How often an idle node looks for queued URLs, and how often it sweeps expired leases and
@@ -163,6 +164,8 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
       this.settler = new Batcher({
         maxSize: crawl.nodeConcurrency,
         maxWaitMs: SETTLE_BATCH_WAIT_MS,
+        // One record Postgres refuses must not fail its batch-mates (they would be marked failed).
+        isItemFault: isDataFault,
         flush: async (items) => {
           const held = await recordFetches(db, this.broker.nodeID, items, crawl.leaseMs);
           items.forEach((item, i) => (item.held = held[i]!));
@@ -458,12 +461,17 @@ export default function crawlerService(rt: Runtime): ServiceSchema<ServiceSettin
             revalidated: { etag: outcome.etag, lastModified: outcome.lastModified },
           };
         } else if (outcome.kind === "redirect") {
-          // The target is crawled as a URL of its own, so each page is stored once under the URL that serves it.
+          // The target is crawled as a URL of its own, so each page is stored once under the URL
+          // that serves it; like a link, not when it is longer than a URL the frontier admits.
+          const followed = sameSite([outcome.to]);
           rec = {
             state: "skipped",
-            reason: `redirected to ${outcome.to}`,
+            reason:
+              followed.length > 0
+                ? `redirected to ${outcome.to}`
+                : `redirected to a URL of more than ${MAX_URL_LENGTH} characters, not followed`,
             httpStatus: outcome.status,
-            links: [outcome.to],
+            links: followed,
             linkDepth: lease.depth,
             history: history("skipped"),
           };

@@ -4,6 +4,7 @@
 // acknowledged only after the transaction holding its row has committed.
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Batcher } from "../lib/platform/batcher";
+import { isDataFault } from "../lib/api/http-error";
 import { CHANNEL_PAGES, METRIC_PAGES_STORED } from "../lib/platform/names";
 import { markStored } from "../models/frontier";
 import { finishAndAnnounce } from "./announce";
@@ -39,7 +40,13 @@ export default function ingestorService({ db }: Runtime): ServiceSchema<ServiceS
 
     created() {
       this.broker.metrics.register({ type: "counter", name: METRIC_PAGES_STORED, description: "Pages written to Postgres" });
-      this.batcher = new Batcher({ maxSize: INGEST_BATCH_SIZE, maxWaitMs: INGEST_BATCH_WAIT_MS, flush: (pages) => this.storePages(pages) });
+      this.batcher = new Batcher({
+        maxSize: INGEST_BATCH_SIZE,
+        maxWaitMs: INGEST_BATCH_WAIT_MS,
+        flush: (pages) => this.storePages(pages),
+        // A page Postgres refuses is redelivered alone; its batch-mates are stored.
+        isItemFault: isDataFault,
+      });
     },
 
     async stopped() {

@@ -85,6 +85,16 @@ export function sqlStateOf(err: unknown): string | undefined {
   return typeof e.name === "string" ? SEQUELIZE_CONSTRAINT_ERRORS[e.name] : undefined;
 }
 
+/**
+ * Whether Postgres refused the data rather than failed to run (SQLSTATE class 22, a data
+ * exception; 23, an integrity violation; 54, a limit such as an index row's size): the same rows
+ * would be refused again, and in a batch one row is enough to fail it all.
+ */
+export function isDataFault(err: unknown): boolean {
+  const sqlState = sqlStateOf(err);
+  return sqlState !== undefined && ["22", "23", "54"].includes(sqlState.slice(0, 2));
+}
+
 /** moleculer's parameter validator: data is a list of { field, message, type, actual }. */
 function validatorError(items: ValidatorItem[]): HttpError {
   // Only what the client needs: the validator's items also name the node and the action.

@@ -6,6 +6,12 @@ export interface BatcherOptions<T> {
   maxSize: number;
   maxWaitMs: number;
   flush: (items: T[]) => Promise<void>;
+  /**
+   * Whether a failed flush may be one item's fault (a row the database refuses). Then each item
+   * of the batch is flushed alone, so that only the ones that fail alone fail. Unset: never (a
+   * database that is down would only be asked as many more times).
+   */
+  isItemFault?: (err: unknown) => boolean;
 }
 
 interface Pending<T> {
@@ -44,7 +50,18 @@ export class Batcher<T> {
       await this.opts.flush(batch.map((p) => p.item));
       for (const p of batch) p.resolve();
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      if (batch.length === 1 || !this.opts.isItemFault?.(err)) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      for (const p of batch) {
+        try {
+          await this.opts.flush([p.item]);
+          p.resolve();
+        } catch (alone) {
+          p.reject(alone);
+        }
+      }
     }
   }
 }

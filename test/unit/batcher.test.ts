@@ -30,6 +30,37 @@ describe("Batcher", () => {
     await expect(failing.add(3)).rejects.toThrow("db down");
   });
 
+  it("flushes each item of a batch alone when the failure may be one item's, so only that item fails", async () => {
+    const flushed: number[][] = [];
+    const poison = Object.assign(new Error("index row too big"), { itemFault: true });
+    const b = new Batcher<number>({
+      maxSize: 3,
+      maxWaitMs: 5,
+      flush: async (items) => {
+        flushed.push(items);
+        if (items.includes(2)) throw poison;
+      },
+      isItemFault: (err) => (err as { itemFault?: boolean }).itemFault === true,
+    });
+    const results = await Promise.allSettled([b.add(1), b.add(2), b.add(3)]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(flushed).toEqual([[1, 2, 3], [1], [2], [3]]);
+
+    // Any other failure (the database is down) fails the batch as it is, without more calls.
+    const calls: number[][] = [];
+    const down = new Batcher<number>({
+      maxSize: 2,
+      maxWaitMs: 5,
+      flush: async (items) => {
+        calls.push(items);
+        throw new Error("db down");
+      },
+      isItemFault: (err) => (err as { itemFault?: boolean }).itemFault === true,
+    });
+    await expect(Promise.all([down.add(1), down.add(2)])).rejects.toThrow("db down");
+    expect(calls).toEqual([[1, 2]]);
+  });
+
   it("keeps batches bounded under a burst", async () => {
     const sizes: number[] = [];
     const b = new Batcher<number>({ maxSize: 100, maxWaitMs: 5, flush: async (items) => void sizes.push(items.length) });
