@@ -119,8 +119,9 @@ export default function apiService({ db, config, boot, limits, copyIn }: Runtime
     },
 
     methods: {
-      // moleculer-web logs a 5xx here as text before it sends the error; onError above logs it
-      // once, with its error as a field, so the gateway's line would be the same fault twice.
+      // moleculer-web logs every error that is not a 4xx here, as text, before it sends it;
+      // onError above logs each 5xx once, with its error as a field, so the gateway's line would
+      // be the same fault twice.
       errorHandler(req: IncomingMessage, res: ServerResponse, err: unknown) {
         (this as unknown as { sendError(q: IncomingMessage, s: ServerResponse, e: unknown): void }).sendError(req, res, err);
       },

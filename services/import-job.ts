@@ -11,7 +11,7 @@ import { columnProblem, copyStatement, ImportDataError, type ImportSpec } from "
 import { asDataError, openRecords, type ImportRecords } from "../lib/loading/import-stream";
 import { connectionOf } from "../lib/platform/bulk-copy";
 import { jobErrorText, PermanentJobError } from "../lib/platform/errors";
-import { sqlStateOf } from "../lib/api/http-error";
+import { isDataFault } from "../lib/api/http-error";
 import { assertPublicTarget, CrawlTargetPolicy, guardedConnector } from "../lib/crawl/ssrf";
 import { USER_AGENT } from "../lib/crawl/robots";
 import { addToCount, countedByWriters } from "../models/counts";
@@ -66,10 +66,9 @@ async function loadStaged(
   for (let from = 0; blocks !== null && from < blocks; from += MOVE_BLOCKS) {
     io.checkpoint();
     rows += await moveStagedBlocks(connectionOf(t), jobId, spec, from, from + MOVE_BLOCKS).catch((err: unknown) => {
-      // The staged rows are the same at every attempt: a value or a constraint the target
-      // refuses (SQLSTATE class 22 or 23) would be refused again, after moving as many rows.
-      const sqlState = sqlStateOf(err);
-      throw sqlState?.startsWith("22") || sqlState?.startsWith("23") ? new PermanentJobError(jobErrorText(err)) : err;
+      // The staged rows are the same at every attempt: what the target refuses of them would be
+      // refused again, after moving as many rows.
+      throw isDataFault(err) ? new PermanentJobError(jobErrorText(err), { cause: err }) : err;
     });
     io.progress(rows, { phase: "loading" });
   }

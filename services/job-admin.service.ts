@@ -34,8 +34,8 @@ const kindParam = { type: "enum", values: [...JOB_KINDS], optional: true } as co
 interface AdminVars {
   timer: NodeJS.Timeout | null;
   sweeping: Promise<void> | null;
-  vacuumTimer?: NodeJS.Timeout;
-  vacuuming?: Promise<unknown> | null;
+  vacuumTimer: NodeJS.Timeout | null;
+  vacuuming: Promise<unknown> | null;
 }
 interface AdminMethods {
   requeue(job: JobRow): Promise<void>;

@@ -120,8 +120,8 @@ export function jobErrorText(err: unknown): string {
 
 /** A job failure that another attempt would only repeat (bad data, say): the job fails at once. */
 export class PermanentJobError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "PermanentJobError";
   }
 }
