@@ -4,7 +4,7 @@
 // stores its page.
 import type { Sequelize, Transaction } from "sequelize";
 import { insertHistoryStatement, type FetchHistoryRecord } from "./page-fetches";
-import { select, selectOne } from "./query";
+import { retryOnConflict, select, selectOne } from "./query";
 import { queuePaused } from "./queues";
 
 export interface LeasedUrl {
@@ -176,10 +176,13 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
   const linkBind = links.bind(found);
   const revalidated = items.filter((i) => i.rec.revalidated);
   const v = 8 + history.bind.length + linkBind.length;
-  return db.transaction(async (t) => {
-    const rows = await select<{ kind: "held" | "fresh"; crawl_id: number; url: string; depth: number | null }>(
-      db,
-      `WITH settled AS (
+  // Two batches of one site may update the same rows (pages, crawl_urls) in different orders; a
+  // batch ended by the deadlock runs again rather than failing its URLs.
+  return retryOnConflict(() =>
+    db.transaction(async (t) => {
+      const rows = await select<{ kind: "held" | "fresh"; crawl_id: number; url: string; depth: number | null }>(
+        db,
+        `WITH settled AS (
          UPDATE crawl_urls u
             SET state = k.state, reason = k.reason, http_status = k.http_status, updated_at = now(),
                 lease_until = CASE WHEN k.state = 'fetched' THEN now() + make_interval(secs => $2) END,
@@ -196,40 +199,41 @@ export async function recordFetches(db: Sequelize, nodeId: string, items: Settle
        shallower AS (${links.shallower})
        SELECT 'held' AS kind, crawl_id, url, NULL::int AS depth FROM settled
        UNION ALL SELECT 'fresh', * FROM (${links.fresh}) fresh`,
-      [
-        nodeId,
-        leaseMs / 1000,
-        items.map((i) => i.lease.crawlId),
-        items.map((i) => i.lease.url),
-        items.map((i) => i.rec.state),
-        items.map((i) => i.rec.reason),
-        items.map((i) => i.rec.httpStatus),
-        ...history.bind,
-        ...linkBind,
-        revalidated.map((i) => i.lease.crawlId),
-        revalidated.map((i) => i.lease.url),
-        revalidated.map((i) => i.rec.revalidated!.etag),
-        revalidated.map((i) => i.rec.revalidated!.lastModified),
-      ],
-      t,
-    );
-    const key = (crawlId: number, url: string) => `${crawlId} ${url}`;
-    const heldKeys = new Set(rows.filter((r) => r.kind === "held").map((r) => key(r.crawl_id, r.url)));
-    const held = (i: SettledFetch) => heldKeys.has(key(i.lease.crawlId, i.lease.url));
-    // New links of the URLs still held, found in the order foundLinks put them.
-    const fresh = new Set(rows.filter((r) => r.kind === "fresh").map((r) => key(r.crawl_id, r.url)));
-    const fromHeld = new Set(foundLinks(items.filter(held)).map((f) => key(f.crawlId, f.url)));
-    const admit = found.filter((f) => fresh.has(key(f.crawlId, f.url)) && fromHeld.has(key(f.crawlId, f.url)));
-    for (const crawlId of new Set(admit.map((f) => f.crawlId))) {
-      await insertFreshLinks(
-        db,
-        crawlId,
-        admit.filter((f) => f.crawlId === crawlId),
+        [
+          nodeId,
+          leaseMs / 1000,
+          items.map((i) => i.lease.crawlId),
+          items.map((i) => i.lease.url),
+          items.map((i) => i.rec.state),
+          items.map((i) => i.rec.reason),
+          items.map((i) => i.rec.httpStatus),
+          ...history.bind,
+          ...linkBind,
+          revalidated.map((i) => i.lease.crawlId),
+          revalidated.map((i) => i.lease.url),
+          revalidated.map((i) => i.rec.revalidated!.etag),
+          revalidated.map((i) => i.rec.revalidated!.lastModified),
+        ],
         t,
       );
-    }
-    return items.map(held);
-  });
+      const key = (crawlId: number, url: string) => `${crawlId} ${url}`;
+      const heldKeys = new Set(rows.filter((r) => r.kind === "held").map((r) => key(r.crawl_id, r.url)));
+      const held = (i: SettledFetch) => heldKeys.has(key(i.lease.crawlId, i.lease.url));
+      // New links of the URLs still held, found in the order foundLinks put them.
+      const fresh = new Set(rows.filter((r) => r.kind === "fresh").map((r) => key(r.crawl_id, r.url)));
+      const fromHeld = new Set(foundLinks(items.filter(held)).map((f) => key(f.crawlId, f.url)));
+      const admit = found.filter((f) => fresh.has(key(f.crawlId, f.url)) && fromHeld.has(key(f.crawlId, f.url)));
+      for (const crawlId of new Set(admit.map((f) => f.crawlId))) {
+        await insertFreshLinks(
+          db,
+          crawlId,
+          admit.filter((f) => f.crawlId === crawlId),
+          t,
+        );
+      }
+      return items.map(held);
+    }),
+  );
 }
 
 /** recordFetches for one URL. */
