@@ -14,6 +14,7 @@ import { FINISHED_JOB_STATUSES, getJob, JOB_KINDS, presentJob, type JobKind, typ
 import { autovacuumStandIn, claimMaintenance } from "../models/maintenance";
 import { maintainFetchPartitions } from "../models/page-fetches";
 import { inSlowLane } from "../lib/platform/db";
+import { runEvery, type Periodic } from "../lib/platform/periodic";
 import type { Runtime } from "../lib/contracts";
 import { announce, announceEnded, announceJob } from "./announce";
 
@@ -32,10 +33,8 @@ const finishedStatus = { type: "enum", values: [...FINISHED_JOB_STATUSES], optio
 const kindParam = { type: "enum", values: [...JOB_KINDS], optional: true } as const;
 
 interface AdminVars {
-  timer: NodeJS.Timeout | null;
-  sweeping: Promise<void> | null;
-  vacuumTimer: NodeJS.Timeout | null;
-  vacuuming: Promise<unknown> | null;
+  maintenance: Periodic | null;
+  vacuum: Periodic | null;
 }
 interface AdminMethods {
   requeue(job: JobRow): Promise<void>;
@@ -181,30 +180,27 @@ export default function jobAdminService({ db, config }: Runtime): ServiceSchema<
     },
 
     started() {
-      const run = () => {
-        this.sweeping ??= inSlowLane(() => this.maintain())
-          .catch((err: unknown) => this.logger.warn("Job maintenance failed; the next period retries", err))
-          .finally(() => (this.sweeping = null));
-      };
-      this.timer = setInterval(run, MAINTENANCE_PERIOD_MS);
-      this.timer.unref();
-      run();
+      this.maintenance = runEvery(
+        MAINTENANCE_PERIOD_MS,
+        () => inSlowLane(() => this.maintain()),
+        (err) => this.logger.warn("Job maintenance failed; the next period retries", err),
+        { now: true },
+      );
       if (config.databaseUrl === null) {
-        this.vacuumTimer = setInterval(() => {
-          this.vacuuming ??= inSlowLane(() => autovacuumStandIn(db))
-            .then((done) => done.length > 0 && this.logger.debug(`Embedded database: ${done.join(", ")}`))
-            .catch((err: unknown) => this.logger.warn("VACUUM/ANALYZE of the embedded database failed; the next period retries", err))
-            .finally(() => (this.vacuuming = null));
-        }, EMBEDDED_AUTOVACUUM_MS);
-        this.vacuumTimer.unref();
+        this.vacuum = runEvery(
+          EMBEDDED_AUTOVACUUM_MS,
+          async () => {
+            const done = await inSlowLane(() => autovacuumStandIn(db));
+            if (done.length > 0) this.logger.debug(`Embedded database: ${done.join(", ")}`);
+          },
+          (err) => this.logger.warn("VACUUM/ANALYZE of the embedded database failed; the next period retries", err),
+        );
       }
     },
 
     async stopped() {
-      if (this.timer) clearInterval(this.timer);
-      if (this.vacuumTimer) clearInterval(this.vacuumTimer);
-      await this.sweeping;
-      await this.vacuuming;
+      await this.maintenance?.stop();
+      await this.vacuum?.stop();
     },
   };
 }
